@@ -1,0 +1,16 @@
+"""auto_annotate: a detection SavedModel labels a folder of images as Pascal VOC XML.
+
+The inference side of the project. It depends on tensorflow, lxml, tqdm and Pillow only,
+and imports TensorFlow lazily (only when a model is loaded).
+"""
+
+from auto_annotate.annotate import Options, annotate_folder
+from auto_annotate.api import AutoAnnotate
+from auto_annotate.detections import Detections
+from auto_annotate.errors import AnnotateError, ImageError, LabelMapError, ModelError, VocError
+from auto_annotate.label_map import LabelMap, load_label_map
+from auto_annotate.summary import Summary
+
+__all__ = ["AnnotateError", "AutoAnnotate", "Detections", "ImageError", "LabelMap",
+           "LabelMapError", "ModelError", "Options", "Summary", "VocError",
+           "annotate_folder", "load_label_map"]

@@ -1,0 +1,307 @@
+"""The annotation run: list images, skip what is labelled, decode ahead, detect, write.
+
+Decoding runs in worker threads ahead of the model (PIL releases the GIL while it decodes),
+so decoding overlaps inference; images are grouped into batches the model can take.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from auto_annotate import boxes as box_ops
+from auto_annotate import voc
+from auto_annotate.detections import Detections
+from auto_annotate.errors import AnnotateError, ImageError, VocError
+from auto_annotate.fileio import atomic_write_text
+from auto_annotate.images import DecodedImage, decode_image, list_images
+from auto_annotate.label_map import LabelMap
+from auto_annotate.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
+from auto_annotate.model import Detector
+from auto_annotate.summary import Summary
+
+LOG = logging.getLogger(__name__)
+PREDEFINED_CLASSES = "predefined_classes.txt"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a run behaves; see the command-line help for each field."""
+
+    threshold: float = 0.5
+    recursive: bool = False
+    overwrite: bool = False
+    write_empty: bool = False
+    workers: int = 2
+    progress: bool = True
+    model_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to annotate: the file, its path relative to the image folder, its XML."""
+
+    image: Path
+    rel: str
+    xml: Path
+
+
+@dataclass
+class _Result:
+    task: Task
+    status: str
+    record: dict = field(default_factory=dict)
+
+
+def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
+               summary: Summary) -> list[Task]:
+    """One task per image; the XML mirrors the image's sub-folder under ``xml_root``.
+
+    Images whose XML paths collide (a.jpg and a.png) are all reported as failed.
+    """
+    by_xml: dict[Path, list[Task]] = {}
+    for image in list_images(imgs_root, recursive):
+        rel = image.relative_to(imgs_root)
+        task = Task(image, rel.as_posix(), xml_root / rel.parent / (image.stem + ".xml"))
+        by_xml.setdefault(task.xml, []).append(task)
+    summary.found = sum(len(group) for group in by_xml.values())
+    tasks = []
+    for xml_path, group in by_xml.items():
+        if len(group) == 1:
+            tasks.append(group[0])
+            continue
+        names = ", ".join(task.rel for task in group)
+        for task in group:
+            summary.fail(task.image, f"label file {xml_path.name} would be shared by {names}; "
+                                     "rename one of them")
+    return tasks
+
+
+def _already_done(task: Task, options: Options, previous: dict | None) -> str | None:
+    """The skip reason for an image already handled, or None to process it."""
+    if task.xml.exists():
+        try:
+            if voc.is_verified(task.xml):
+                return "verified"
+        except VocError:
+            if options.overwrite:
+                raise
+            return "existing"
+        return None if options.overwrite else "existing"
+    if options.overwrite or options.write_empty or previous is None:
+        return None
+    same_run = (previous.get("status") == "empty" and previous.get("model") == options.model_id
+                and previous.get("threshold") == options.threshold)
+    return "done" if same_run else None
+
+
+def select_tasks(tasks: list[Task], options: Options, manifest: dict[str, dict],
+                 summary: Summary) -> list[Task]:
+    """Drops images that are labelled already (verified files always; others unless
+    ``overwrite``) and images a previous identical run found empty."""
+    todo = []
+    for task in tasks:
+        try:
+            reason = _already_done(task, options, manifest.get(task.rel))
+        except VocError as error:
+            summary.fail(task.image, f"{error.problem}; not overwriting it")
+            continue
+        if reason is None:
+            todo.append(task)
+        else:
+            summary.skip(reason)
+    return todo
+
+
+def _decode(task: Task) -> tuple[Task, DecodedImage | ImageError]:
+    try:
+        return task, decode_image(task.image)
+    except ImageError as error:
+        return task, error
+
+
+def decoded_stream(tasks: Iterable[Task], workers: int,
+                   lookahead: int) -> Iterator[tuple[Task, DecodedImage | ImageError]]:
+    """Decodes images in ``workers`` threads, at most ``lookahead`` ahead, in order."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = []
+        for task in tasks:
+            pending.append(pool.submit(_decode, task))
+            if len(pending) >= lookahead:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def group_batches(stream, detector: Detector, max_pending: int):
+    """Groups decoded images into batches with one batch key; failures pass alone."""
+    buckets: OrderedDict = OrderedDict()
+    for task, item in stream:
+        if isinstance(item, ImageError):
+            yield [(task, item)]
+            continue
+        key = detector.batch_key(item.upright.shape[:2])
+        bucket = buckets.setdefault(key, [])
+        bucket.append((task, item))
+        if len(bucket) >= detector.max_batch:
+            yield buckets.pop(key)
+        elif sum(len(b) for b in buckets.values()) > max_pending:
+            yield buckets.pop(next(iter(buckets)))
+    yield from buckets.values()
+
+
+def to_stored_frame(detections: Detections, image: DecodedImage) -> Detections:
+    """Clips boxes to the upright image, then maps them to the stored pixel frame."""
+    clipped = box_ops.clip_xyxy(detections.boxes, image.upright.shape[:2])
+    stored = box_ops.upright_to_stored(clipped, image.stored_hw, image.orientation)
+    return Detections(box_ops.clip_xyxy(stored, image.stored_hw), detections.scores,
+                      detections.class_ids)
+
+
+def _labelled(kept: Detections, label_map: LabelMap) -> tuple[Detections, list[str]]:
+    """Keeps boxes whose class id is in the label map; one error per other box."""
+    known = np.array([label_map.name_of(c) is not None for c in kept.class_ids], dtype=bool)
+    errors = [f"class id {c} is not in the label map; box dropped"
+              for c in kept.class_ids[~known]]
+    return kept.select(known), errors
+
+
+def _record(task: Task, image: DecodedImage, written: Detections, detections: Detections,
+            options: Options) -> dict:
+    height, width = image.stored_hw
+    below = detections.scores[detections.scores < np.float32(options.threshold)]
+    return {
+        "image": task.rel, "width": width, "height": height, "orientation": image.orientation,
+        "boxes": [list(voc.disk_box(box, width, height)) for box in written.boxes],
+        "class_ids": [int(c) for c in written.class_ids],
+        "scores": [round(float(s), 5) for s in written.scores],
+        "below_threshold": len(below),
+        "max_score_below": round(float(below.max()), 5) if len(below) else None,
+        "model": options.model_id, "threshold": options.threshold,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _write_blocked(task: Task, options: Options) -> str | None:
+    """Checks again just before writing: a reviewer may have saved the file meanwhile."""
+    if not task.xml.exists():
+        return None
+    if voc.is_verified(task.xml):
+        return "verified"
+    return None if options.overwrite else "existing"
+
+
+def finish_image(task: Task, image: DecodedImage, detections: Detections,
+                 label_map: LabelMap, options: Options) -> _Result:
+    """Thresholds stored-frame detections, writes the XML if due, builds the record."""
+    kept, errors = _labelled(detections.at_or_above(options.threshold), label_map)
+    names = [label_map.name_of(c) for c in kept.class_ids]
+    status = "annotated" if len(kept) else "empty"
+    record = _record(task, image, kept, detections, options)
+    record.update(status=status, classes=names, errors=errors, xml=None)
+    if len(kept) or options.write_empty:
+        blocked = _write_blocked(task, options)
+        if blocked:
+            return _Result(task, "skipped", {"reason": blocked})
+        objects = tuple(voc.VocObject(n, tuple(float(v) for v in box))
+                        for n, box in zip(names, kept.boxes, strict=True))
+        voc.write_voc(task.xml, voc.VocAnnotation(
+            filename=task.image.name, width=image.stored_hw[1], height=image.stored_hw[0],
+            depth=image.depth, objects=objects, folder=task.image.parent.name,
+            path=str(task.image.resolve())))
+        record["xml"] = task.xml.name
+    return _Result(task, status, record)
+
+
+def _failed(task: Task, reason: str) -> _Result:
+    return _Result(task, "failed", {"image": task.rel, "status": "failed", "error": reason})
+
+
+def process_group(group, detector: Detector, label_map: LabelMap,
+                  options: Options) -> Iterator[_Result]:
+    """Runs the detector on one batch and finishes each image; failures stay per image."""
+    images = [(task, item) for task, item in group if isinstance(item, DecodedImage)]
+    for task, item in group:
+        if isinstance(item, ImageError):
+            yield _failed(task, item.problem)
+    if not images:
+        return
+    try:
+        predictions = detector.predict([image.upright for _, image in images])
+    except Exception as error:  # one failing batch must not end the run
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        reason = f"model failed: {type(error).__name__}: {first_line}"
+        for task, _ in images:
+            yield _failed(task, reason)
+        return
+    for (task, image), detections in zip(images, predictions, strict=True):
+        try:
+            yield finish_image(task, image, to_stored_frame(detections, image), label_map, options)
+        except (OSError, AnnotateError) as error:
+            yield _failed(task, f"cannot write label {task.xml}: {error}")
+
+
+def _account(result: _Result, summary: Summary, manifest: ManifestWriter) -> None:
+    if result.status == "skipped":
+        summary.skip(result.record["reason"])
+        return
+    manifest.append(result.record)
+    if result.status == "failed":
+        summary.fail(result.task.image, result.record["error"])
+        return
+    for error in result.record["errors"]:
+        summary.box_error(result.task.image, error)
+    summary.count(result.status, len(result.record["boxes"]), result.record["xml"] is not None)
+
+
+def write_predefined_classes(xml_root: Path, label_map: LabelMap) -> Path:
+    """Writes LabelImg's class list; an existing list keeps its lines, missing names are added."""
+    path = xml_root / PREDEFINED_CLASSES
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    present = {line.strip().lower() for line in lines}
+    missing = [name for name in label_map.ordered_names() if name.lower() not in present]
+    if missing or not path.is_file():
+        atomic_write_text(path, "".join(line + "\n" for line in lines + missing))
+    return path
+
+
+def annotate_folder(detector: Detector, label_map: LabelMap, imgs_path: str | Path,
+                    xml_path: str | Path | None = None, options: Options = Options()) -> Summary:
+    """Annotates every image of a folder; see the package documentation.
+
+    Returns:
+        The run's Summary (its ``exit_code`` is 0 when every image was handled).
+    """
+    imgs_root = Path(imgs_path)
+    xml_root = Path(xml_path) if xml_path is not None else imgs_root
+    if not imgs_root.is_dir():
+        raise AnnotateError(imgs_root, "image folder does not exist")
+    start, summary = time.perf_counter(), Summary()
+    tasks = plan_tasks(imgs_root, xml_root, options.recursive, summary)
+    xml_root.mkdir(parents=True, exist_ok=True)
+    write_predefined_classes(xml_root, label_map)
+    summary.manifest = xml_root / MANIFEST_NAME
+    todo = select_tasks(tasks, options, read_manifest(summary.manifest), summary)
+    lookahead = max(8, 2 * detector.max_batch)
+    with ManifestWriter(summary.manifest) as manifest, \
+            tqdm(total=len(todo), unit="img", desc="annotating",
+                 disable=not options.progress) as bar:
+        stream = decoded_stream(todo, options.workers, lookahead)
+        for group in group_batches(stream, detector, lookahead):
+            for result in process_group(group, detector, label_map, options):
+                _account(result, summary, manifest)
+                bar.update(1)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,82 @@
+"""Command line of ``python -m auto_annotate``: parse flags, call the API, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from auto_annotate.errors import AnnotateError
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m auto_annotate",
+        description="Label a folder of images with a detection SavedModel, writing one "
+                    "LabelImg-ready Pascal VOC XML per image.")
+    parser.add_argument("--saved_model_path", required=True,
+                        help="SavedModel folder (Object Detection API export contract)")
+    parser.add_argument("--label_map_path", required=True, help="label_map.pbtxt")
+    parser.add_argument("--imgs_path", required=True, help="folder of images to label")
+    parser.add_argument("--xml_path", help="output folder for XML (default: the image folder)")
+    parser.add_argument("--threshold", type=_threshold, default=0.5,
+                        help="keep detections with score >= this, in [0, 1] (default 0.5)")
+    parser.add_argument("--batch_size", type=_positive, default=1,
+                        help="images per model call, for models with a dynamic batch (default 1)")
+    parser.add_argument("--recursive", action="store_true", help="include sub-folders")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing XML (verified files are never replaced)")
+    parser.add_argument("--write_empty", action="store_true",
+                        help="write an XML without objects for images with no detection")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command; returns the exit status (0 ok, 1 some image failed, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from auto_annotate.api import AutoAnnotate
+
+    try:
+        job = AutoAnnotate(args.saved_model_path, args.label_map_path, args.imgs_path,
+                           args.xml_path, threshold=args.threshold, batch_size=args.batch_size,
+                           recursive=args.recursive, overwrite=args.overwrite,
+                           write_empty=args.write_empty, progress=not args.quiet)
+        with logging_redirect_tqdm():
+            summary = job.generate_annotations()
+    except (AnnotateError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished labels are saved; run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
+    print(summary.format())
+    print(f"review: python -m auto_annotate.review --imgs_path {job.imgs_path} "
+          f"--xml_path {job.xml_path or job.imgs_path}")
+    return summary.exit_code

@@ -1,0 +1,97 @@
+"""Finding and decoding images: any common mode to upright 8-bit RGB, with EXIF applied."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from auto_annotate.errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+_EXIF_ORIENTATION = 0x0112
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "F"})
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for a detector.
+
+    Attributes:
+        path: the file.
+        upright: uint8 (H, W, 3) RGB pixels with the EXIF orientation applied.
+        stored_hw: (height, width) of the pixels as stored in the file (what LabelImg shows).
+        orientation: the EXIF orientation (1-8) that turns the stored pixels upright.
+        depth: 1 for grayscale files, 3 otherwise (the VOC ``size/depth``).
+    """
+
+    path: Path
+    upright: np.ndarray
+    stored_hw: tuple[int, int]
+    orientation: int
+    depth: int
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part.lower()
+            for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files under ``root`` (jpg, jpeg, png, bmp, any case), in natural order.
+
+    Other files (XML labels included) are never returned. Symlinked folders are not followed.
+    """
+    root = Path(root)
+    if recursive:
+        found = [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
+    else:
+        found = [entry for entry in root.iterdir() if not entry.is_dir()]
+    images = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    return sorted(images, key=lambda p: _natural_key(p.relative_to(root)))
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (TypeError, ValueError, SyntaxError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 RGB. 16-bit and 32-bit gray are scaled, not clipped."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if values.max(initial=0) > 255 else 1.0
+        gray = np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode in ("P", "PA") and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(path: str | Path) -> DecodedImage:
+    """Decodes an image file fully (so truncated files fail here, not later).
+
+    Raises:
+        ImageError: when the file cannot be opened or decoded.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            orientation = _orientation(image)
+            stored_hw = (image.height, image.width)
+            depth = 1 if image.mode in _GRAY_MODES or image.mode.startswith("I;16") else 3
+            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+            pixels = _to_rgb8(upright)
+    except UnidentifiedImageError:
+        raise ImageError(path, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(path, f"cannot decode image ({error})") from None
+    return DecodedImage(path, np.ascontiguousarray(pixels), stored_hw, orientation, depth)

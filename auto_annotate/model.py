@@ -1,0 +1,179 @@
+"""Running any TF2 detection SavedModel that follows the Object Detection API contract.
+
+The ``serving_default`` signature is inspected once, before the first image, and the
+runner adapts to what it finds: uint8 or float32 image input (float gets values 0-255),
+a dynamic or fixed spatial size (images are resized to a fixed size; normalized boxes
+need no mapping back), batch 1 only, a dynamic batch, or a fixed batch (padded), and
+encoded-string input (the upright image is sent as PNG).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from auto_annotate import boxes as box_ops
+from auto_annotate.detections import Detections
+from auto_annotate.errors import ModelError
+
+LOG = logging.getLogger(__name__)
+REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
+EXPECTED = ("one input: uint8 or float32 [B, H, W, 3] (B = 1 or None, H and W fixed or "
+            "None) or string [B] / scalar; outputs detection_boxes, detection_scores, "
+            "detection_classes (num_detections optional)")
+
+
+class Detector(Protocol):
+    """What the annotation pipeline needs from a detector (fakes implement it in tests)."""
+
+    max_batch: int
+
+    def batch_key(self, image_hw: tuple[int, int]) -> Hashable:
+        """Images with equal keys may share one batch."""
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detects on uint8 RGB images; boxes are pixel xyxy in each image's own frame."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the signature's single input accepts."""
+
+    name: str
+    dtype: str              # "uint8", "float32" or "string"
+    batch: int | None       # None: any batch size; 0: a scalar string (one image)
+    size_hw: tuple[int, int] | None   # fixed (height, width), or None for any size
+
+    def describe(self) -> str:
+        return f"input {self.name!r}: {self.dtype}, batch {self.batch}, size {self.size_hw}"
+
+
+def _dims(spec) -> list[int | None]:
+    return list(spec.shape.as_list()) if spec.shape.rank is not None else []
+
+
+def inspect_input(name: str, spec, source: Path) -> InputSpec:
+    """Builds the InputSpec of a TensorSpec, or raises ModelError naming what was found."""
+    dtype, dims = spec.dtype.name, _dims(spec)
+    found = f"found input {name!r} {dtype} {spec.shape}; expected {EXPECTED}"
+    if dtype == "string":
+        if spec.shape.rank not in (0, 1):
+            raise ModelError(source, found)
+        return InputSpec(name, dtype, 0 if spec.shape.rank == 0 else dims[0], None)
+    if dtype not in ("uint8", "float32") or len(dims) != 4 or dims[3] not in (3, None):
+        raise ModelError(source, found)
+    height, width = dims[1], dims[2]
+    if (height is None) != (width is None):
+        raise ModelError(source, f"{found} (height and width must both be fixed or both free)")
+    return InputSpec(name, dtype, dims[0], None if height is None else (height, width))
+
+
+def load_signature(saved_model_path: str | Path):
+    """Loads the model; returns (loaded object, serving_default function, InputSpec)."""
+    import tensorflow as tf
+
+    path = Path(saved_model_path)
+    if not (path / "saved_model.pb").is_file():
+        raise ModelError(path, "not a SavedModel directory (no saved_model.pb)")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:  # TF raises many types here; all mean "cannot load"
+        raise ModelError(path, f"cannot load SavedModel ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    signatures = dict(loaded.signatures)
+    if "serving_default" not in signatures:
+        raise ModelError(path, f"no 'serving_default' signature (found: {sorted(signatures)})")
+    function = signatures["serving_default"]
+    args, kwargs = function.structured_input_signature
+    if args or len(kwargs) != 1:
+        raise ModelError(path, f"found inputs {sorted(kwargs)}; expected {EXPECTED}")
+    (name, spec), = kwargs.items()
+    outputs = set(function.structured_outputs)
+    missing = [key for key in REQUIRED_OUTPUTS if key not in outputs]
+    if missing:
+        raise ModelError(path, f"outputs {sorted(outputs)} lack {missing}; expected {EXPECTED}")
+    return loaded, function, inspect_input(name, spec, path)
+
+
+class SavedModelDetector:
+    """A :class:`Detector` backed by a SavedModel's ``serving_default`` signature."""
+
+    def __init__(self, saved_model_path: str | Path, batch_size: int = 1) -> None:
+        self.path = Path(saved_model_path)
+        self._loaded, self._function, self.spec = load_signature(self.path)
+        if self.spec.batch is None:
+            self.max_batch = max(1, batch_size)
+        else:
+            self.max_batch = max(1, self.spec.batch)
+            if batch_size > 1 and self.spec.batch != batch_size:
+                LOG.info("%s accepts batches of %d only (asked for %d)",
+                         self.path, self.max_batch, batch_size)
+        LOG.info("model %s: %s, running batches of %d",
+                 self.path, self.spec.describe(), self.max_batch)
+
+    def batch_key(self, image_hw: tuple[int, int]) -> Hashable:
+        """Fixed-size models batch any images; others batch images of equal size only."""
+        return None if self.spec.size_hw is not None else tuple(image_hw)
+
+    def _prepare(self, image: np.ndarray):
+        if self.spec.dtype == "string":
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+            return buffer.getvalue()
+        if self.spec.size_hw is not None and image.shape[:2] != self.spec.size_hw:
+            height, width = self.spec.size_hw
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+        return image.astype(np.float32) if self.spec.dtype == "float32" else image
+
+    def _run(self, prepared: list) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        count = len(prepared)
+        if self.spec.batch not in (None, 0) and count < self.spec.batch:
+            prepared = prepared + [prepared[-1]] * (self.spec.batch - count)
+        if self.spec.batch == 0:
+            batch = prepared[0]
+        elif self.spec.dtype == "string":
+            batch = np.array(prepared, dtype=object)
+        else:
+            batch = np.stack(prepared)
+        outputs = self._function(**{self.spec.name: tf.constant(batch)})
+        result = {key: np.asarray(value) for key, value in outputs.items()}
+        if self.spec.batch == 0 or result["detection_scores"].ndim == 1:
+            result = {key: value[None] for key, value in result.items()}
+        return {key: value[:count] for key, value in result.items()}
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detects on uint8 RGB images of any size; boxes in each image's pixel frame."""
+        groups: dict[Hashable, list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault(self.batch_key(image.shape[:2]), []).append(index)
+        results: list[Detections | None] = [None] * len(images)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start:start + self.max_batch]
+                outputs = self._run([self._prepare(images[i]) for i in chunk])
+                for row, index in enumerate(chunk):
+                    results[index] = outputs_to_detections(outputs, row, images[index].shape[:2])
+        return results
+
+
+def outputs_to_detections(outputs: dict[str, np.ndarray], row: int,
+                          image_hw: tuple[int, int]) -> Detections:
+    """Row ``row`` of the model outputs as Detections in the pixel frame of ``image_hw``."""
+    boxes = outputs["detection_boxes"][row].reshape(-1, 4)
+    scores = outputs["detection_scores"][row].reshape(-1)
+    classes = outputs["detection_classes"][row].reshape(-1)
+    count = len(scores)
+    if "num_detections" in outputs:
+        count = min(count, int(np.asarray(outputs["num_detections"][row]).reshape(-1)[0]))
+    return Detections(
+        box_ops.normalized_yxyx_to_pixel_xyxy(boxes[:count], image_hw),
+        scores[:count], np.rint(classes[:count]).astype(np.int64))
