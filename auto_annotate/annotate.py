@@ -162,11 +162,12 @@ def group_batches(stream, detector: Detector, max_pending: int):
     yield from buckets.values()
 
 
-def to_stored_frame(detections: Detections, image: DecodedImage) -> Detections:
-    """Clips boxes to the upright image, then maps them to the stored pixel frame."""
-    clipped = box_ops.clip_xyxy(detections.boxes, image.upright.shape[:2])
-    stored = box_ops.upright_to_stored(clipped, image.stored_hw, image.orientation)
-    return Detections(box_ops.clip_xyxy(stored, image.stored_hw), detections.scores,
+def to_label_frame(detections: Detections, image: DecodedImage) -> Detections:
+    """Boxes in the frame LabelImg shows (the upright image), clipped to it.
+
+    The detector already ran on the upright image, so only clipping is left to do.
+    """
+    return Detections(box_ops.clip_xyxy(detections.boxes, image.hw), detections.scores,
                       detections.class_ids)
 
 
@@ -180,7 +181,7 @@ def _labelled(kept: Detections, label_map: LabelMap) -> tuple[Detections, list[s
 
 def _record(task: Task, image: DecodedImage, written: Detections, detections: Detections,
             options: Options) -> dict:
-    height, width = image.stored_hw
+    height, width = image.hw
     below = detections.scores[detections.scores < np.float32(options.threshold)]
     return {
         "image": task.rel, "width": width, "height": height, "orientation": image.orientation,
@@ -205,7 +206,7 @@ def _write_blocked(task: Task, options: Options) -> str | None:
 
 def finish_image(task: Task, image: DecodedImage, detections: Detections,
                  label_map: LabelMap, options: Options) -> _Result:
-    """Thresholds stored-frame detections, writes the XML if due, builds the record."""
+    """Thresholds label-frame detections, writes the XML if due, builds the record."""
     kept, errors = _labelled(detections.at_or_above(options.threshold), label_map)
     names = [label_map.name_of(c) for c in kept.class_ids]
     status = "annotated" if len(kept) else "empty"
@@ -218,7 +219,7 @@ def finish_image(task: Task, image: DecodedImage, detections: Detections,
         objects = tuple(voc.VocObject(n, tuple(float(v) for v in box))
                         for n, box in zip(names, kept.boxes, strict=True))
         voc.write_voc(task.xml, voc.VocAnnotation(
-            filename=task.image.name, width=image.stored_hw[1], height=image.stored_hw[0],
+            filename=task.image.name, width=image.hw[1], height=image.hw[0],
             depth=image.depth, objects=objects, folder=task.image.parent.name,
             path=str(task.image.resolve())))
         record["xml"] = task.xml.name
@@ -248,7 +249,7 @@ def process_group(group, detector: Detector, label_map: LabelMap,
         return
     for (task, image), detections in zip(images, predictions, strict=True):
         try:
-            yield finish_image(task, image, to_stored_frame(detections, image), label_map, options)
+            yield finish_image(task, image, to_label_frame(detections, image), label_map, options)
         except (OSError, AnnotateError) as error:
             yield _failed(task, f"cannot write label {task.xml}: {error}")
 
@@ -290,8 +291,11 @@ def annotate_folder(detector: Detector, label_map: LabelMap, imgs_path: str | Pa
         raise AnnotateError(imgs_root, "image folder does not exist")
     start, summary = time.perf_counter(), Summary()
     tasks = plan_tasks(imgs_root, xml_root, options.recursive, summary)
-    xml_root.mkdir(parents=True, exist_ok=True)
-    write_predefined_classes(xml_root, label_map)
+    try:
+        xml_root.mkdir(parents=True, exist_ok=True)
+        write_predefined_classes(xml_root, label_map)
+    except OSError as error:
+        raise AnnotateError(xml_root, f"cannot write to the XML folder ({error})") from None
     summary.manifest = xml_root / MANIFEST_NAME
     todo = select_tasks(tasks, options, read_manifest(summary.manifest), summary)
     lookahead = max(8, 2 * detector.max_batch)

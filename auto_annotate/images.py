@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from auto_annotate.errors import ImageError
 
@@ -27,6 +27,9 @@ class DecodedImage:
         stored_hw: (height, width) of the pixels as stored in the file (what LabelImg shows).
         orientation: the EXIF orientation (1-8) that turns the stored pixels upright.
         depth: 1 for grayscale files, 3 otherwise (the VOC ``size/depth``).
+
+    The label frame (what LabelImg shows, and what VOC files refer to) is the upright
+    image: LabelImg reads images with Qt's EXIF auto-transform switched on.
     """
 
     path: Path
@@ -34,6 +37,11 @@ class DecodedImage:
     stored_hw: tuple[int, int]
     orientation: int
     depth: int
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(height, width) of the upright image, i.e. of the label frame."""
+        return self.upright.shape[0], self.upright.shape[1]
 
 
 def _natural_key(path: Path) -> list:
@@ -56,6 +64,9 @@ def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
 
 
 def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation LabelImg applies: JPEG only (Qt's PNG reader ignores eXIf)."""
+    if image.format != "JPEG":
+        return 1
     try:
         value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
     except (TypeError, ValueError, SyntaxError):
@@ -75,6 +86,16 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def _transpose(image: Image.Image, orientation: int) -> Image.Image:
+    if orientation == 1:
+        return image
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}[orientation]
+    return image.transpose(method)
+
+
 def decode_image(path: str | Path) -> DecodedImage:
     """Decodes an image file fully (so truncated files fail here, not later).
 
@@ -88,7 +109,7 @@ def decode_image(path: str | Path) -> DecodedImage:
             orientation = _orientation(image)
             stored_hw = (image.height, image.width)
             depth = 1 if image.mode in _GRAY_MODES or image.mode.startswith("I;16") else 3
-            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+            upright = _transpose(image, orientation)
             pixels = _to_rgb8(upright)
     except UnidentifiedImageError:
         raise ImageError(path, "not a readable image (unknown or corrupt format)") from None

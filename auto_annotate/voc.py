@@ -1,5 +1,9 @@
 """Pascal VOC XML exactly as LabelImg writes it, and a strict reader.
 
+Boxes and ``size`` refer to the frame LabelImg shows, which is the upright image (LabelImg
+reads images with Qt's EXIF auto-transform); :func:`to_stored_frame` maps them to the stored
+pixels that ``tf.io.decode_jpeg`` returns.
+
 On disk, coordinates are integer 1-based pixel indices with inclusive ends (a box over
 pixel columns 0..9 is written xmin=1, xmax=10). In memory they are 0-based continuous
 coordinates (xmin=0, xmax=10). The conversion happens in :func:`disk_box` and
@@ -192,18 +196,31 @@ def is_verified(path: str | Path) -> bool:
     return root.get("verified") == "yes"
 
 
-def in_stored_frame(annotation: VocAnnotation, stored_hw: tuple[int, int],
+def to_stored_frame(annotation: VocAnnotation, stored_hw: tuple[int, int],
                     orientation: int) -> VocAnnotation:
-    """Returns the annotation with its boxes in the stored pixel frame.
+    """Returns the annotation with its boxes in the stored pixel frame of its image.
 
-    Some tools label EXIF-rotated photos in the upright frame, so ``size`` holds the
-    upright (swapped) dimensions. When the orientation swaps axes and ``size`` equals the
-    swapped stored size, the boxes are mapped from the upright frame to the stored one.
-    Orientations that keep the size (2, 3, 4) cannot be told apart and are left as they are.
+    VOC files refer to the frame LabelImg shows: the upright image (EXIF applied). Tools
+    that ignore EXIF write the stored frame instead; their ``size`` then equals the stored
+    size, which tells them apart when the orientation swaps the axes (5-8). When ``size``
+    fits both frames (orientations 2-4, or a square image) the upright frame is assumed.
+
+    Args:
+        annotation: as read from disk.
+        stored_hw: (height, width) of the image's stored pixels.
+        orientation: the image's EXIF orientation, 1-8.
+
+    Raises:
+        VocError: when ``size`` matches neither frame.
     """
     stored_h, stored_w = stored_hw
-    swapped = orientation in (5, 6, 7, 8) and stored_h != stored_w
-    if not (swapped and (annotation.width, annotation.height) == (stored_h, stored_w)):
+    upright_h, upright_w = box_ops.upright_hw(stored_hw, orientation)
+    size = (annotation.height, annotation.width)
+    if size not in ((upright_h, upright_w), (stored_h, stored_w)):
+        raise VocError(annotation.filename or None,
+                       f"size {annotation.width}x{annotation.height} matches neither the "
+                       f"image ({upright_w}x{upright_h} upright, {stored_w}x{stored_h} stored)")
+    if orientation == 1 or size != (upright_h, upright_w):
         return annotation
     boxes = np.array([obj.box for obj in annotation.objects], dtype=np.float32).reshape(-1, 4)
     mapped = box_ops.upright_to_stored(boxes, stored_hw, orientation)

@@ -1,0 +1,27 @@
+"""Install: pip install -e '.[dev]' (tests), '.[train]' (training), '.[review]' (LabelImg)."""
+
+from setuptools import find_packages, setup
+
+REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
+TRAIN = ["tf-models-official==2.20.0", "pycocotools>=2.0.7", "matplotlib>=3.7"]
+DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN]
+
+setup(
+    name="auto-annotate-tsoda",
+    version="0.1.0",
+    description="Semi-supervised auto-annotation for object detection: a seed detector "
+                "labels images as LabelImg-ready Pascal VOC; TSODA retrains on them.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["auto_annotate", "auto_annotate.*", "tsoda", "tsoda.*"]),
+    install_requires=[
+        "tensorflow>=2.16,<2.21",
+        "numpy>=1.24",
+        "Pillow>=10",
+        "lxml>=4.9",
+        "tqdm>=4.60",
+    ],
+    extras_require={"review": REVIEW, "train": TRAIN, "dev": DEV},
+    license="Apache-2.0",
+)

@@ -1,0 +1,74 @@
+"""The SavedModel runner adapts to each input signature and refuses unusable ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auto_annotate.errors import ModelError
+from auto_annotate.model import SavedModelDetector
+from tests.helpers import BLUE, RED, build_color_model, draw
+
+# non-square, two sizes: red at x 10-30, y 5-25; blue at x 50-100, y 40-70
+BIG = draw((120, 80), [(RED, (10, 5, 30, 25)), (BLUE, (50, 40, 100, 70))])
+SMALL = draw((60, 90), [(RED, (2, 60, 40, 88))])
+
+
+@pytest.mark.parametrize("variant", ["dynamic", "batch1", "float", "fixed_size",
+                                     "fixed_batch", "string"])
+def test_each_signature_variant_finds_the_boxes(models, variant):
+    detector = SavedModelDetector(models[variant], batch_size=4)
+    big, small, big_again = detector.predict([BIG, SMALL, BIG])
+    tolerance = 2.0 if variant == "fixed_size" else 1e-3  # resizing blurs the edges
+    np.testing.assert_allclose(big.boxes, [[10, 5, 30, 25], [50, 40, 100, 70]], atol=tolerance)
+    np.testing.assert_allclose(big.scores, [0.9, 0.7], atol=1e-6)
+    np.testing.assert_array_equal(big.class_ids, [1, 2])
+    np.testing.assert_allclose(small.boxes, [[2, 60, 40, 88]], atol=tolerance)
+    np.testing.assert_allclose(big_again.boxes, big.boxes)
+
+
+@pytest.mark.parametrize("variant,max_batch", [
+    ("dynamic", 4), ("batch1", 1), ("fixed_batch", 3), ("string", 4)])
+def test_batch_size_follows_the_signature(models, variant, max_batch):
+    assert SavedModelDetector(models[variant], batch_size=4).max_batch == max_batch
+
+
+def test_fixed_size_models_batch_any_image_sizes(models):
+    fixed = SavedModelDetector(models["fixed_size"], batch_size=4)
+    dynamic = SavedModelDetector(models["dynamic"], batch_size=4)
+    assert fixed.batch_key((10, 20)) == fixed.batch_key((30, 40))
+    assert dynamic.batch_key((10, 20)) != dynamic.batch_key((30, 40))
+
+
+@pytest.mark.parametrize("kwargs,problem", [
+    ({"dtype": "int32"}, "found input 'input_tensor' int32"),
+    ({"outputs": ("detection_boxes", "detection_scores")}, "lack \\['detection_classes'\\]"),
+    ({"signature": "detect"}, "no 'serving_default' signature \\(found: \\['detect'\\]\\)"),
+    ({"size_hw": (96, None)}, "both be fixed"),
+])
+def test_unusable_signatures_are_refused_up_front(tmp_path, kwargs, problem):
+    path = build_color_model(tmp_path / "bad", **kwargs)
+    with pytest.raises(ModelError, match=problem) as error:
+        SavedModelDetector(path)
+    assert "expected" in str(error.value) or "found" in str(error.value)
+
+
+def test_two_inputs_are_refused(tmp_path):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(lambda a, b: {"detection_boxes": a, "detection_scores": b,
+                                         "detection_classes": b},
+                           input_signature=[tf.TensorSpec([None], tf.float32)] * 2)
+    tf.saved_model.save(module, str(tmp_path / "two"),
+                        signatures={"serving_default": module.f.get_concrete_function()})
+    with pytest.raises(ModelError, match="found inputs \\['a', 'b'\\]"):
+        SavedModelDetector(tmp_path / "two")
+
+
+def test_a_folder_without_a_savedmodel(tmp_path):
+    with pytest.raises(ModelError, match="not a SavedModel directory"):
+        SavedModelDetector(tmp_path)
+    (tmp_path / "saved_model.pb").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        SavedModelDetector(tmp_path)
