@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import LABEL_MAP, build_color_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt image reading needs no screen
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flames"
 
 MODEL_VARIANTS = {
