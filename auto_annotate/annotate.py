@@ -303,7 +303,7 @@ def annotate_folder(detector: Detector, label_map: LabelMap, imgs_path: str | Pa
             tqdm(total=len(todo), unit="img", desc="annotating",
                  disable=not options.progress) as bar:
         stream = decoded_stream(todo, options.workers, lookahead)
-        for group in group_batches(stream, detector, lookahead):
+        for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
             for result in process_group(group, detector, label_map, options):
                 _account(result, summary, manifest)
                 bar.update(1)

@@ -141,3 +141,29 @@ def test_fixed_size_and_batch1_models_through_the_cli(models, label_map_path, fo
         names = [name for name, _ in boxes_of(out / "both.xml")]
         assert names == ["flame", "smoke"], variant
         assert not (folder / "red.xml").exists()
+
+
+def test_progress_bar_and_full_stem_names(models, label_map_path, tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    save(imgs / "cam.2024.05.png", draw((50, 40), [(RED, (1, 1, 9, 9))]))
+    assert main(["--saved_model_path", str(models["dynamic"]), "--label_map_path",
+                 str(label_map_path), "--imgs_path", str(imgs)]) == 0
+    assert (imgs / "cam.2024.05.xml").exists()
+    assert "annotating: 100%" in capsys.readouterr().err
+
+
+def test_python_api_checks_arguments_before_loading_the_model(models, label_map_path, folder,
+                                                              tmp_path):
+    from auto_annotate import AnnotateError, AutoAnnotate, LabelMapError
+
+    with pytest.raises(ValueError, match="batch size"):
+        AutoAnnotate(models["dynamic"], label_map_path, folder, batch_size=0)
+    with pytest.raises(ValueError, match="threshold"):
+        AutoAnnotate(models["dynamic"], label_map_path, folder, threshold=2)
+    with pytest.raises(AnnotateError, match="SavedModel folder does not exist"):
+        AutoAnnotate(tmp_path / "none", label_map_path, folder)
+    with pytest.raises(LabelMapError):
+        AutoAnnotate(models["dynamic"], tmp_path / "none.pbtxt", folder)
+    summary = AutoAnnotate(models["batch1"], label_map_path, folder, tmp_path / "out",
+                           progress=False).generate_annotations()
+    assert (summary.annotated, summary.empty, summary.boxes_written) == (2, 1, 3)
