@@ -3,7 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint setup clean
+# Debian packages for the LabelImg GUI test (virtual X server, input driver, Qt xcb libraries)
+APT_PACKAGES := xvfb xdotool libxcb-xinerama0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libgl1
+
+.PHONY: test lint setup system-deps clean
+
+# Installs the GUI test's packages when missing and apt-get can run; otherwise that test skips.
+system-deps:
+	@if command -v Xvfb >/dev/null && command -v xdotool >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	else echo "note: Xvfb/xdotool missing and apt-get unavailable: the LabelImg GUI test will skip"; fi
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +22,7 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed system-deps
 
 lint: setup
 	$(PY) -m ruff check .

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from auto_annotate import labelimg_compat
 from auto_annotate.annotate import PREDEFINED_CLASSES, write_predefined_classes
 from auto_annotate.errors import AnnotateError
 from auto_annotate.label_map import load_label_map
@@ -42,14 +43,24 @@ def prepare(imgs_path: str | Path, xml_path: str | Path | None = None,
     return labelimg_argv(imgs.resolve(), xml.resolve(), classes.resolve())
 
 
-def launch(argv: list[str]) -> int:
-    """Starts LabelImg with ``argv`` and returns its exit status when the window closes."""
+def start(argv: list[str]):
+    """Builds LabelImg's application and main window, with the compatibility layer in place.
+
+    Returns:
+        (QApplication, LabelImg MainWindow), not yet running its event loop.
+    """
     try:
         from labelImg.labelImg import get_main_app
     except ImportError:
         raise AnnotateError(None, "LabelImg is not installed: pip install "
                                   "'auto-annotate-tsoda[review]'") from None
-    app, _window = get_main_app(argv)
+    labelimg_compat.install()
+    return get_main_app(argv)
+
+
+def launch(argv: list[str]) -> int:
+    """Starts LabelImg with ``argv`` and returns its exit status when the window closes."""
+    app, _window = start(argv)
     return app.exec_()
 
 

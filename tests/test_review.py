@@ -36,9 +36,7 @@ def test_labelimg_opens_our_labels(tmp_path, monkeypatch):
     save(imgs / "a.png", draw((120, 80), [(RED, (10, 5, 30, 25)), (BLUE, (50, 40, 100, 70))]))
     annotate_folder(FakeColorDetector(), parse_label_map(LABEL_MAP), imgs,
                     options=Options(progress=False))
-    from labelImg.labelImg import get_main_app
-
-    app, window = get_main_app(review.prepare(imgs))
+    app, window = review.start(review.prepare(imgs))
     try:
         app.processEvents()
         assert window.file_path == str(imgs / "a.png")
