@@ -1,8 +1,9 @@
 """Pascal VOC XML exactly as LabelImg writes it, and a strict reader.
 
 Boxes and ``size`` refer to the frame LabelImg shows, which is the upright image (LabelImg
-reads images with Qt's EXIF auto-transform); :func:`to_stored_frame` maps them to the stored
-pixels that ``tf.io.decode_jpeg`` returns.
+reads images with Qt's EXIF auto-transform, which applies to JPEG files);
+:func:`to_upright_frame` also reads files written in the stored frame by tools that ignore
+EXIF.
 
 On disk, coordinates are integer 1-based pixel indices with inclusive ends (a box over
 pixel columns 0..9 is written xmin=1, xmax=10). In memory they are 0-based continuous
@@ -196,19 +197,20 @@ def is_verified(path: str | Path) -> bool:
     return root.get("verified") == "yes"
 
 
-def to_stored_frame(annotation: VocAnnotation, stored_hw: tuple[int, int],
-                    orientation: int) -> VocAnnotation:
-    """Returns the annotation with its boxes in the stored pixel frame of its image.
+def to_upright_frame(annotation: VocAnnotation, stored_hw: tuple[int, int],
+                     orientation: int) -> VocAnnotation:
+    """Returns the annotation with its boxes in the upright frame of its image.
 
-    VOC files refer to the frame LabelImg shows: the upright image (EXIF applied). Tools
-    that ignore EXIF write the stored frame instead; their ``size`` then equals the stored
-    size, which tells them apart when the orientation swaps the axes (5-8). When ``size``
-    fits both frames (orientations 2-4, or a square image) the upright frame is assumed.
+    VOC files refer to the frame LabelImg shows: the upright image (EXIF applied to JPEGs).
+    Tools that ignore EXIF write the stored frame instead; their ``size`` then equals the
+    stored size, which tells them apart when the orientation swaps the axes (5-8). When
+    ``size`` fits both frames (orientations 2-4, or a square image) the upright frame is
+    assumed, as LabelImg writes it.
 
     Args:
         annotation: as read from disk.
         stored_hw: (height, width) of the image's stored pixels.
-        orientation: the image's EXIF orientation, 1-8.
+        orientation: the EXIF orientation LabelImg applies (1 for non-JPEG files).
 
     Raises:
         VocError: when ``size`` matches neither frame.
@@ -220,10 +222,10 @@ def to_stored_frame(annotation: VocAnnotation, stored_hw: tuple[int, int],
         raise VocError(annotation.filename or None,
                        f"size {annotation.width}x{annotation.height} matches neither the "
                        f"image ({upright_w}x{upright_h} upright, {stored_w}x{stored_h} stored)")
-    if orientation == 1 or size != (upright_h, upright_w):
+    if size == (upright_h, upright_w):
         return annotation
     boxes = np.array([obj.box for obj in annotation.objects], dtype=np.float32).reshape(-1, 4)
-    mapped = box_ops.upright_to_stored(boxes, stored_hw, orientation)
+    mapped = box_ops.stored_to_upright(boxes, stored_hw, orientation)
     objects = tuple(replace(obj, box=tuple(float(v) for v in box))
                     for obj, box in zip(annotation.objects, mapped, strict=True))
-    return replace(annotation, width=stored_w, height=stored_h, objects=objects)
+    return replace(annotation, width=upright_w, height=upright_h, objects=objects)

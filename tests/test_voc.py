@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from libs.pascal_voc_io import PascalVocReader, PascalVocWriter
 from PIL import Image
 
+from auto_annotate import boxes as box_ops
 from auto_annotate import voc
 from auto_annotate.errors import VocError
 from auto_annotate.images import decode_image
@@ -86,9 +89,10 @@ def test_malformed_voc_raises_naming_the_file(tmp_path, text, problem):
     assert str(path) in str(error.value)
 
 
-def test_real_exif_labels_map_to_the_stored_frame(flames_dir):
-    """exif_raw XML is in the upright frame; mapped to stored pixels it must still cover
-    the same image content as in the upright frame."""
+def test_real_exif_labels_are_in_the_upright_frame_and_stored_frame_files_convert(flames_dir):
+    """exif_raw XML is in the upright frame (what LabelImg shows) and stays as it is; the
+    same boxes written in the stored frame, as EXIF-blind tools do, convert back to it and
+    cover the same pixels."""
     xml_files = sorted((flames_dir / "exif_raw").glob("*.xml"))
     assert xml_files
     for xml_path in xml_files:
@@ -96,13 +100,20 @@ def test_real_exif_labels_map_to_the_stored_frame(flames_dir):
         annotation = voc.read_voc(xml_path)
         assert image.orientation in (6, 8)
         assert (annotation.height, annotation.width) == image.hw
-        stored = voc.to_stored_frame(annotation, image.stored_hw, image.orientation)
-        assert (stored.height, stored.width) == image.stored_hw
+        assert voc.to_upright_frame(annotation, image.stored_hw, image.orientation) == annotation
         raw = np.asarray(Image.open(xml_path.with_suffix(".jpg")))
-        for upright_obj, stored_obj in zip(annotation.objects, stored.objects, strict=True):
+        stored_boxes = box_ops.upright_to_stored(
+            np.array([o.box for o in annotation.objects]), image.stored_hw, image.orientation)
+        blind = replace(annotation, width=image.stored_hw[1], height=image.stored_hw[0],
+                        objects=tuple(replace(o, box=tuple(b)) for o, b in
+                                      zip(annotation.objects, stored_boxes, strict=True)))
+        back = voc.to_upright_frame(blind, image.stored_hw, image.orientation)
+        for upright_obj, back_obj, stored_box in zip(annotation.objects, back.objects,
+                                                     stored_boxes, strict=True):
+            np.testing.assert_allclose(back_obj.box, upright_obj.box, atol=1e-3)
             # a few source boxes overshoot the edge by a pixel (flames README): clip them
             x0, y0, x1, y1 = (max(0, int(v)) for v in upright_obj.box)
-            sx0, sy0, sx1, sy1 = (max(0, int(v)) for v in stored_obj.box)
+            sx0, sy0, sx1, sy1 = (max(0, int(v)) for v in stored_box)
             upright_crop = image.upright[y0:y1, x0:x1].astype(float)
             stored_crop = raw[sy0:sy1, sx0:sx1].astype(float)
             assert upright_crop.size == stored_crop.size
@@ -112,4 +123,4 @@ def test_real_exif_labels_map_to_the_stored_frame(flames_dir):
 def test_size_matching_neither_frame_is_an_error():
     annotation = voc.VocAnnotation(filename="x.jpg", width=100, height=50)
     with pytest.raises(VocError, match="matches neither"):
-        voc.to_stored_frame(annotation, (60, 100), 6)
+        voc.to_upright_frame(annotation, (60, 100), 6)
