@@ -10,19 +10,11 @@ Only ``item`` entries with ``id``, ``name`` and ``display_name`` are used; other
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from auto_annotate import textproto
 from auto_annotate.errors import LabelMapError
-
-_TOKEN = re.compile(r"""
-    (?P<space>\s+|\#[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-  | (?P<punct>[{}<>:;,\[\]])
-  | (?P<word>[-+.\w]+)
-""", re.VERBOSE)
-_CLOSE = {"{": "}", "<": ">"}
 
 
 @dataclass(frozen=True)
@@ -48,55 +40,8 @@ class LabelMap:
         return [self.names[i] for i in sorted(self.names)]
 
 
-def _tokens(text: str, path: Path) -> list[tuple[str, str]]:
-    tokens, pos = [], 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            line = text.count("\n", 0, pos) + 1
-            raise LabelMapError(path, f"line {line}: unexpected character {text[pos]!r}")
-        if match.lastgroup != "space":
-            tokens.append((match.lastgroup, match.group()))
-        pos = match.end()
-    return tokens
-
-
-def _unquote(token: str) -> str:
-    body = token[1:-1]
-    return body.encode("latin-1", "backslashreplace").decode("unicode_escape") \
-        if "\\" in body else body
-
-
-def _parse_message(tokens, pos, path, closer):
-    """Parses fields until ``closer``; returns (list of (name, value), next position)."""
-    fields = []
-    while pos < len(tokens) and tokens[pos][1] != closer:
-        kind, name = tokens[pos]
-        if kind != "word":
-            raise LabelMapError(path, f"expected a field name, found {name!r}")
-        pos += 1
-        if pos < len(tokens) and tokens[pos][1] == ":":
-            pos += 1
-        if pos >= len(tokens):
-            raise LabelMapError(path, f"field {name!r} has no value")
-        kind, value = tokens[pos]
-        if value in _CLOSE:
-            inner, pos = _parse_message(tokens, pos + 1, path, _CLOSE[value])
-            fields.append((name, inner))
-        elif kind in ("string", "word"):
-            fields.append((name, _unquote(value) if kind == "string" else value))
-        else:
-            raise LabelMapError(path, f"field {name!r} has no value (found {value!r})")
-        pos += 1
-        while pos < len(tokens) and tokens[pos][1] in (",", ";"):
-            pos += 1
-    if closer is not None and pos >= len(tokens):
-        raise LabelMapError(path, f"missing {closer!r} at end of file")
-    return fields, pos
-
-
-def _item_entry(fields: list, path: Path) -> tuple[int, str]:
-    values = {name: value for name, value in fields if isinstance(value, str)}
+def _item_entry(fields: list[textproto.Field], path: Path) -> tuple[int, str]:
+    values = {f.name: f.value for f in fields if isinstance(f.value, str)}
     if "id" not in values:
         raise LabelMapError(path, f"an item has no id: {values}")
     try:
@@ -120,13 +65,16 @@ def parse_label_map(text: str, path: str | Path = "<label map>") -> LabelMap:
             repeated id or name, or a file with no item.
     """
     path = Path(path)
-    fields, _ = _parse_message(_tokens(text, path), 0, path, None)
+    try:
+        fields = textproto.parse(text, path)
+    except textproto.TextProtoError as error:
+        raise LabelMapError(path, f"line {error.line}: {error.problem}") from None
     names: dict[int, str] = {}
-    for field, value in fields:
-        if field != "item" or isinstance(value, str):
-            raise LabelMapError(path, f"unexpected top-level field {field!r}; "
+    for field in fields:
+        if field.name != "item" or isinstance(field.value, str):
+            raise LabelMapError(path, f"unexpected top-level field {field.name!r}; "
                                       "expected item {...}")
-        class_id, name = _item_entry(value, path)
+        class_id, name = _item_entry(field.value, path)
         if class_id in names:
             raise LabelMapError(path, f"id {class_id} appears twice")
         if name.lower() in (n.lower() for n in names.values()):

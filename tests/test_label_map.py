@@ -32,7 +32,7 @@ def test_other_fields_and_nested_messages_are_ignored():
     ("item { id: 1 }", "neither name"),
     ("item { id: 1 name: 'a' } item { id: 1 name: 'b' }", "id 1 appears twice"),
     ("item { id: 1 name: 'a' } item { id: 2 name: 'A' }", "appears twice"),
-    ("item { id: 1 name: 'a' ", "missing '}'"),
+    ("item { id: 1 name: 'a' ", "'}' missing"),
     ("item { id: 1 name: 'a' } $", "unexpected character"),
     ("label { id: 1 }", "unexpected top-level field"),
 ])

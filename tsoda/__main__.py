@@ -1,0 +1,7 @@
+"""``python -m tsoda``; see tsoda.cli."""
+
+import sys
+
+from tsoda.cli import main
+
+sys.exit(main())

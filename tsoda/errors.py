@@ -1,0 +1,13 @@
+"""Errors of the training side; each names its file and the problem in one line."""
+
+from __future__ import annotations
+
+from auto_annotate.errors import AnnotateError
+
+
+class PipelineConfigError(AnnotateError):
+    """A pipeline.config that cannot be parsed, holds an unsupported field, or is invalid."""
+
+
+class TrainingError(AnnotateError):
+    """Training, export or evaluation cannot proceed (missing checkpoint, empty data...)."""

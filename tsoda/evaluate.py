@@ -1,0 +1,151 @@
+"""``tsoda evaluate``: COCO-style metrics of a SavedModel on a Pascal VOC folder.
+
+Ground truth is read from the VOC XML (boxes in the frame LabelImg shows, as
+auto_annotate writes them); detections come from running the SavedModel exactly as
+``auto_annotate`` does, on the upright image. Metrics come from pycocotools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from auto_annotate import voc
+from auto_annotate.errors import AnnotateError
+from auto_annotate.images import list_images
+from auto_annotate.label_map import LabelMap
+from tsoda.errors import TrainingError
+
+
+@dataclass
+class Metrics:
+    """COCO bbox metrics: mAP@0.5, mAP@0.5:0.95 and recall (AR@100), with counts."""
+
+    map50: float
+    map50_95: float
+    recall: float
+    images: int
+    boxes: int
+    per_class_map50: dict[str, float] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"images: {self.images}  boxes: {self.boxes}",
+                 f"mAP@0.5:      {self.map50:.4f}",
+                 f"mAP@0.5:0.95: {self.map50_95:.4f}",
+                 f"recall@100:   {self.recall:.4f}"]
+        lines += [f"  AP@0.5 {name}: {value:.4f}" for name, value in self.per_class_map50.items()]
+        lines += [f"skipped {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+class _Coco:
+    """Ground truth and detections in pycocotools' dictionary format."""
+
+    def __init__(self, label_map: LabelMap) -> None:
+        self.images, self.annotations, self.detections = [], [], []
+        self.categories = [{"id": i, "name": n} for i, n in sorted(label_map.names.items())]
+        self.label_map = label_map
+
+    def add(self, annotation: voc.VocAnnotation, detections) -> None:
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "width": annotation.width,
+                            "height": annotation.height})
+        for obj in annotation.objects:
+            x0, y0, x1, y1 = obj.box
+            self.annotations.append({
+                "id": len(self.annotations) + 1, "image_id": image_id, "iscrowd": 0,
+                "category_id": self.label_map.id_of(obj.name),
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)})
+        for box, score, class_id in zip(detections.boxes, detections.scores,
+                                        detections.class_ids, strict=True):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            self.detections.append({"image_id": image_id, "category_id": int(class_id),
+                                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+
+    def evaluate(self) -> tuple[np.ndarray, dict[str, float]]:
+        """COCOeval stats (12 numbers) and AP@0.5 per class; zeros when nothing matched."""
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        if not self.annotations or not self.detections:
+            return np.zeros(12), {c["name"]: 0.0 for c in self.categories}
+        with contextlib.redirect_stdout(io.StringIO()):
+            truth = COCO()
+            truth.dataset = {"images": self.images, "annotations": self.annotations,
+                             "categories": self.categories}
+            truth.createIndex()
+            run = COCOeval(truth, truth.loadRes(self.detections), "bbox")
+            run.evaluate()
+            run.accumulate()
+            run.summarize()
+        precision = run.eval["precision"][0, :, :, 0, 2]  # IoU 0.5, all areas, 100 dets
+        per_class = {}
+        for index, category in enumerate(self.categories):
+            values = precision[:, index]
+            values = values[values > -1]
+            per_class[category["name"]] = float(values.mean()) if len(values) else 0.0
+        return np.maximum(run.stats, 0.0), per_class
+
+
+def evaluate_detector(detector, label_map: LabelMap, data_dir: str | Path,
+                      workers: int = 2) -> Metrics:
+    """Runs a Detector over every image of ``data_dir`` that has a VOC file; COCO metrics.
+
+    Detections of all scores are kept (COCO's mAP integrates over the score ranking).
+    """
+    from auto_annotate.annotate import Task, decoded_stream, group_batches, to_label_frame
+    from auto_annotate.images import DecodedImage
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise TrainingError(data_dir, "data folder does not exist")
+    tasks = [Task(p, p.name, p.with_suffix(".xml")) for p in list_images(data_dir)
+             if p.with_suffix(".xml").is_file()]
+    if not tasks:
+        raise TrainingError(data_dir, "no image with a VOC file")
+    coco, skipped = _Coco(label_map), []
+    stream = decoded_stream(tasks, workers, max(8, 2 * detector.max_batch))
+    for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
+        decoded = [(t, item) for t, item in group if isinstance(item, DecodedImage)]
+        skipped += [(str(t.image), item.problem) for t, item in group
+                    if not isinstance(item, DecodedImage)]
+        if not decoded:
+            continue
+        predictions = detector.predict([image.upright for _, image in decoded])
+        for (task, image), detections in zip(decoded, predictions, strict=True):
+            try:
+                truth = voc.to_upright_frame(voc.read_voc(task.xml), image.stored_hw,
+                                             image.orientation)
+            except AnnotateError as error:
+                skipped.append((str(task.xml), error.problem))
+                continue
+            coco.add(truth, to_label_frame(detections, image))
+    stats, per_class = coco.evaluate()
+    return Metrics(map50=float(stats[1]), map50_95=float(stats[0]), recall=float(stats[8]),
+                   images=len(coco.images), boxes=len(coco.annotations),
+                   per_class_map50=per_class, skipped=skipped)
+
+
+def evaluate(saved_model_path: str | Path, label_map_path: str | Path, data_dir: str | Path,
+             output_path: str | Path | None = None, batch_size: int = 8) -> Metrics:
+    """Evaluates a SavedModel on a VOC folder and writes the metrics as JSON.
+
+    ``output_path`` defaults to ``<saved_model_path>/../eval_<data folder name>.json``.
+    """
+    from auto_annotate.label_map import load_label_map
+    from auto_annotate.model import SavedModelDetector
+
+    label_map = load_label_map(label_map_path)
+    metrics = evaluate_detector(SavedModelDetector(saved_model_path, batch_size), label_map,
+                                data_dir)
+    output = Path(output_path) if output_path else \
+        Path(saved_model_path).resolve().parent / f"eval_{Path(data_dir).resolve().name}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(asdict(metrics), indent=2), encoding="utf-8")
+    return metrics

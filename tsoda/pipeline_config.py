@@ -1,0 +1,88 @@
+"""Reading ``pipeline.config`` (Object Detection API text protobuf) into typed messages.
+
+The schema is ``protos/pipeline.proto``: the Object Detection API's message and field
+names, limited to what tsoda maps onto TF Model Garden. A field outside it is refused
+with its full path and line, never ignored. Messages are built from the serialized
+descriptor set ``protos/pipeline.desc``, which works with any protobuf runtime.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+from auto_annotate import textproto
+from tsoda.errors import PipelineConfigError
+
+DESCRIPTOR_SET = Path(__file__).parent / "protos" / "pipeline.desc"
+PACKAGE = "tsoda.protos"
+
+
+@functools.cache
+def _pool() -> descriptor_pool.DescriptorPool:
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    return pool
+
+
+def message_class(name: str) -> type:
+    """The message class of ``tsoda.protos.<name>``, e.g. 'TrainEvalPipelineConfig'."""
+    return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{PACKAGE}.{name}"))
+
+
+def unsupported_fields(fields: list[textproto.Field], descriptor,
+                       prefix: str = "") -> list[tuple[str, int]]:
+    """(path, line) of every field the schema does not declare, depth first."""
+    found = []
+    for field in fields:
+        path = f"{prefix}{field.name}"
+        declared = descriptor.fields_by_name.get(field.name)
+        if declared is None:
+            found.append((path, field.line))
+        elif declared.message_type is not None and isinstance(field.value, list):
+            found += unsupported_fields(field.value, declared.message_type, path + ".")
+    return found
+
+
+def parse_pipeline_config(text: str, path: str | Path = "<pipeline.config>"):
+    """Parses pipeline.config text into a TrainEvalPipelineConfig message.
+
+    Raises:
+        PipelineConfigError: a syntax error, or a field tsoda does not support (its path
+            and line are named; the rest are counted).
+    """
+    cls = message_class("TrainEvalPipelineConfig")
+    try:
+        fields = textproto.parse(text, path)
+    except textproto.TextProtoError as error:
+        raise PipelineConfigError(path, f"line {error.line}: {error.problem}") from None
+    unknown = unsupported_fields(fields, cls.DESCRIPTOR)
+    if unknown:
+        (field_path, line), more = unknown[0], len(unknown) - 1
+        tail = f" (and {more} more: {', '.join(p for p, _ in unknown[1:4])})" if more else ""
+        raise PipelineConfigError(path, f"line {line}: {field_path} is not supported by "
+                                        f"tsoda{tail}; see tsoda/protos/pipeline.proto")
+    message = cls()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise PipelineConfigError(path, str(error)) from None
+    return message
+
+
+def load_pipeline_config(path: str | Path):
+    """Reads and parses a pipeline.config file; see :func:`parse_pipeline_config`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineConfigError(path, f"cannot read ({error})") from None
+    return parse_pipeline_config(text, path)
+
+
+def to_text(message) -> str:
+    """The message as pipeline.config text (for writing resolved configs)."""
+    return text_format.MessageToString(message)

@@ -1,0 +1,147 @@
+"""``tsoda train``: trains a RetinaNet from a pipeline.config with Model Garden's task.
+
+Checkpoints (``ckpt-N``) and TensorBoard summaries (``train/``) go into the model dir;
+the resolved configs are written there before the first step. Training resumes from the
+latest checkpoint in the model dir, else warm-starts from ``fine_tune_checkpoint``. The
+final checkpoint is written before anything else can fail (no evaluation runs inside).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+import yaml
+from tqdm import tqdm
+
+from tsoda.errors import TrainingError
+from tsoda.experiment import Experiment, build_experiment
+from tsoda.pipeline_config import load_pipeline_config, to_text
+
+LOG = logging.getLogger(__name__)
+RESOLVED_PIPELINE = "pipeline.config"
+RESOLVED_MODEL_GARDEN = "model_garden_config.yaml"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    checkpoint: str
+    first_step: int
+    last_step: int
+    seconds: float
+    final_loss: float | None
+
+    @property
+    def steps_per_second(self) -> float:
+        done = self.last_step - self.first_step
+        return done / self.seconds if self.seconds > 0 and done > 0 else 0.0
+
+
+def write_resolved_configs(model_dir: Path, pipeline, experiment: Experiment) -> None:
+    """The pipeline.config as parsed and the Model Garden config it maps to."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / RESOLVED_PIPELINE).write_text(to_text(pipeline), encoding="utf-8")
+    resolved = {"task": experiment.task.as_dict(),
+                "optimization": experiment.optimization.as_dict(),
+                "batch_size": experiment.batch_size, "num_steps": experiment.num_steps}
+    (model_dir / RESOLVED_MODEL_GARDEN).write_text(yaml.safe_dump(resolved), encoding="utf-8")
+
+
+def build_model_and_task(experiment: Experiment):
+    """(task, model) from an experiment; importing tsoda.bifpn registered our decoder."""
+    from official.vision.tasks import retinanet as retinanet_task
+
+    task = retinanet_task.RetinaNetTask(experiment.task)
+    return task, task.build_model()
+
+
+def _restore(checkpoint, manager, task, model, model_dir: Path) -> None:
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        LOG.info("resumed from %s", manager.latest_checkpoint)
+    elif task.task_config.init_checkpoint:
+        source = task.task_config.init_checkpoint
+        if not (tf.io.gfile.exists(source) or tf.io.gfile.exists(source + ".index")):
+            raise TrainingError(source, "fine_tune_checkpoint not found")
+        task.initialize(model)
+        LOG.info("warm-started %s from %s", task.task_config.init_checkpoint_modules, source)
+
+
+def _inputs(task, experiment: Experiment):
+    paths = experiment.task.train_data.input_path
+    if not paths or not any(tf.io.gfile.glob(p) for p in paths.split(",")):
+        raise TrainingError(paths or None, "no training TFRecords match "
+                                           "train_input_reader.tf_record_input_reader.input_path")
+    return iter(task.build_inputs(experiment.task.train_data))
+
+
+def _write_summaries(logs: dict, optimizer, step: int, rate: float) -> float:
+    loss = float(logs["loss"])
+    for key in ("total_loss", "cls_loss", "box_loss", "model_loss"):
+        if key in logs:
+            tf.summary.scalar(f"loss/{key}", float(logs[key]), step=step)
+    schedule = optimizer.learning_rate
+    learning_rate = schedule(optimizer.iterations) if callable(schedule) else schedule
+    tf.summary.scalar("learning_rate", float(learning_rate), step=step)
+    tf.summary.scalar("steps_per_second", rate, step=step)
+    return loss
+
+
+def train(pipeline_config_path: str | Path, model_dir: str | Path,
+          num_train_steps: int | None = None, progress: bool = True,
+          checkpoint_every: int = 500, summary_every: int = 20) -> TrainResult:
+    """Trains until step ``num_train_steps`` (default: train_config.num_steps).
+
+    Raises:
+        PipelineConfigError: the config cannot be used.
+        TrainingError: no training data, a missing warm-start checkpoint, or a NaN loss.
+    """
+    from official.core import config_definitions
+
+    pipeline = load_pipeline_config(pipeline_config_path)
+    experiment = build_experiment(pipeline, pipeline_config_path)
+    steps = num_train_steps or experiment.num_steps
+    if steps < 1:
+        raise TrainingError(pipeline_config_path, "no steps: set train_config.num_steps or "
+                                                  "--num_train_steps")
+    model_dir = Path(model_dir)
+    write_resolved_configs(model_dir, pipeline, experiment)
+    task, model = build_model_and_task(experiment)
+    optimizer = task.create_optimizer(experiment.optimization, config_definitions.RuntimeConfig())
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **model.checkpoint_items)
+    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=3,
+                                         step_counter=optimizer.iterations)
+    _restore(checkpoint, manager, task, model, model_dir)
+    first = int(optimizer.iterations.numpy())
+    if first >= steps:
+        LOG.info("%s is already at step %d of %d", model_dir, first, steps)
+        return TrainResult(manager.latest_checkpoint, first, first, 0.0, None)
+    batches = _inputs(task, experiment)
+    metrics = task.build_metrics(training=True)
+    step_fn = tf.function(lambda batch: task.train_step(batch, model, optimizer, metrics))
+    loss, start = None, time.perf_counter()
+    writer = tf.summary.create_file_writer(str(model_dir / "train"))
+    with writer.as_default(), tqdm(total=steps, initial=first, unit="step", desc="training",
+                                   disable=not progress) as bar:
+        window = (time.perf_counter(), first)
+        for step in range(first + 1, steps + 1):
+            logs = step_fn(next(batches))
+            bar.update(1)
+            if step % summary_every == 0 or step == steps:
+                rate = (step - window[1]) / max(time.perf_counter() - window[0], 1e-9)
+                loss = _write_summaries(logs, optimizer, step, rate)
+                window = (time.perf_counter(), step)
+                bar.set_postfix(loss=f"{loss:.3f}", steps_per_s=f"{rate:.2f}")
+                if loss != loss:  # NaN
+                    raise TrainingError(model_dir, f"loss is NaN at step {step}; the last "
+                                                   "checkpoint is kept")
+            if step % checkpoint_every == 0 and step < steps:
+                manager.save(checkpoint_number=step)
+    seconds = time.perf_counter() - start
+    path = manager.save(checkpoint_number=steps)
+    return TrainResult(path, first, steps, seconds, loss)
