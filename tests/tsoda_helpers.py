@@ -15,7 +15,7 @@ model {{ ssd {{
   image_resizer {{ fixed_shape_resizer {{ height: 128 width: 128 }} }}
   feature_extractor {{
     type: "ssd_mobilenet_v2_fpn_keras" depth_multiplier: 0.35 use_depthwise: true
-    conv_hyperparams {{ activation: RELU_6 }}
+    conv_hyperparams {{ activation: RELU_6 batch_norm {{ decay: 0.9 epsilon: 0.001 }} }}
     fpn {{ min_level: 3 max_level: 5 additional_layer_depth: 16 }}
   }}
   anchor_generator {{ multiscale_anchor_generator {{

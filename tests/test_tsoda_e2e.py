@@ -1,0 +1,96 @@
+"""End to end with a tiny config: TFRecords, train (and resume), export with the
+contract, auto_annotate on the export, evaluate. Slow (about a minute)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from auto_annotate import voc
+from auto_annotate.cli import main as annotate_main
+from tests.tsoda_helpers import synthetic_voc, write_tiny_config
+from tsoda.evaluate import evaluate
+from tsoda.export import export
+from tsoda.tfrecords import write_tfrecords
+from tsoda.train import RESOLVED_MODEL_GARDEN, RESOLVED_PIPELINE, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tsoda")
+    data = synthetic_voc(root / "data", count=8)
+    label_map = root / "label_map.pbtxt"
+    label_map.write_text('item { id: 1 name: "flame" }\n')
+    report = write_tfrecords(data, data, label_map, root / "train.record", num_shards=2)
+    assert report.ok and report.examples == 8
+    config = write_tiny_config(root / "tiny.config", str(root / "train.record*"), label_map,
+                               steps=120)
+    first = train(config, root / "model", num_train_steps=5, progress=False, summary_every=5)
+    second = train(config, root / "model", progress=False, summary_every=5)
+    return root, data, label_map, config, first, second
+
+
+def test_training_resumes_and_the_loss_falls(trained):
+    root, _, _, _, first, second = trained
+    assert (first.first_step, first.last_step) == (0, 5)
+    assert (second.first_step, second.last_step) == (5, 120)
+    assert second.final_loss < 0.6 * first.final_loss
+    assert tf.train.latest_checkpoint(str(root / "model")).endswith("ckpt-120")
+    assert (root / "model" / RESOLVED_PIPELINE).is_file()
+    resolved = (root / "model" / RESOLVED_MODEL_GARDEN).read_text()
+    assert "num_classes: 2" in resolved and "filter_size_scale: 0.34999" in resolved
+    assert list((root / "model" / "train").glob("events.out.tfevents.*"))
+    again = train(trained[3], root / "model", progress=False)  # nothing left to do
+    assert again.first_step == again.last_step == 120
+
+
+def test_export_follows_the_contract_and_labels_a_folder(trained, capsys):
+    root, data, label_map, config, _, _ = trained
+    saved_model = export(config, root / "model", root / "export")
+    function = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    (name, spec), = function.structured_input_signature[1].items()
+    assert (name, spec.dtype, spec.shape.as_list()) == ("input_tensor", tf.uint8,
+                                                        [None, None, None, 3])
+    outputs = function.structured_outputs
+    assert outputs["detection_classes"].dtype == tf.float32
+    assert outputs["num_detections"].dtype == tf.float32
+    assert (root / "export" / "label_map.pbtxt").is_file()
+
+    unlabelled = root / "unlabelled"
+    unlabelled.mkdir()
+    for index in (0, 1):
+        shutil.copy(data / f"img{index}.png", unlabelled)
+    code = annotate_main(["--saved_model_path", str(saved_model), "--label_map_path",
+                          str(label_map), "--imgs_path", str(unlabelled), "--threshold", "0.3",
+                          "--batch_size", "2", "--quiet"])
+    assert code == 0, capsys.readouterr()
+    for index in (0, 1):
+        truth = voc.read_voc(data / f"img{index}.xml")
+        written = voc.read_voc(unlabelled / f"img{index}.xml")
+        assert (written.width, written.height) == (160, 120)
+        best = max(_iou(box.box, t.box) for box in written.objects for t in truth.objects)
+        assert best > 0.5  # boxes land on the red patch of this non-square image
+
+
+def test_evaluate_reports_coco_metrics(trained):
+    root, data, label_map, _, _, _ = trained
+    export_dir = root / "export" / "saved_model"
+    if not export_dir.exists():
+        export(trained[3], root / "model", root / "export")
+    metrics = evaluate(export_dir, label_map, data, root / "metrics.json")
+    assert metrics.images == 8 and metrics.boxes == 12
+    assert metrics.map50 > 0.5 and 0 <= metrics.map50_95 <= metrics.map50
+    assert 0 < metrics.recall <= 1 and "flame" in metrics.per_class_map50
+    assert (root / "metrics.json").is_file()
+
+
+def _iou(a, b) -> float:
+    a, b = np.array(a), np.array(b)
+    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
+    union = (a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter
+    return float(inter / union)
