@@ -40,7 +40,9 @@ def test_slim_config_values_reach_model_garden():
     model, task = experiment.task.model, experiment.task
     assert model.decoder.fpn.num_filters == 96 and model.decoder.fpn.use_separable_conv
     assert (model.head.num_convs, model.head.num_filters) == (2, 96)
-    assert model.anchor.aspect_ratios == [1.0, 2.0, 0.5] and model.anchor.num_scales == 2
+    assert model.anchor.aspect_ratios == pytest.approx([0.66, 1.24, 2.13])
+    assert model.anchor.num_scales == 2
+    assert model.anchor.anchor_size == 2.0
     assert model.detection_generator.max_num_detections == 20
     assert model.detection_generator.nms_iou_threshold == pytest.approx(0.5)
     assert model.backbone.mobilenet.filter_size_scale == 1.0
