@@ -94,3 +94,36 @@ def _iou(a, b) -> float:
     inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
     union = (a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter
     return float(inter / union)
+
+
+@pytest.mark.parametrize("kind", ["detection", "classification"])
+def test_warm_start_from_a_previous_round(trained, kind):
+    root, _, label_map, _, first, second = trained
+    checkpoint = tf.train.latest_checkpoint(str(root / "model"))
+    config = write_tiny_config(
+        root / f"warm_{kind}.config", str(root / "train.record*"), label_map, steps=1,
+        fine_tune=f'fine_tune_checkpoint: "{checkpoint}" fine_tune_checkpoint_type: "{kind}"')
+    warm = train(config, root / f"warm_{kind}", progress=False, summary_every=1)
+    assert (warm.first_step, warm.last_step) == (0, 1)
+    if kind == "detection":  # the whole detector: its first loss is the trained one
+        assert warm.final_loss < 0.6 * first.final_loss
+    else:  # the backbone only: the new head starts from scratch
+        assert warm.final_loss > second.final_loss
+
+
+def test_missing_warm_start_checkpoint_is_a_clear_error(trained, tmp_path):
+    from tsoda.errors import TrainingError
+
+    root, _, label_map, _, _, _ = trained
+    config = write_tiny_config(tmp_path / "c.config", str(root / "train.record*"), label_map,
+                               steps=1, fine_tune=f'fine_tune_checkpoint: "{tmp_path}/nope"')
+    with pytest.raises(TrainingError, match="fine_tune_checkpoint not found"):
+        train(config, tmp_path / "model", progress=False)
+
+
+def test_no_training_data_is_a_clear_error(trained, tmp_path):
+    from tsoda.errors import TrainingError
+
+    config = write_tiny_config(tmp_path / "c.config", str(tmp_path / "none*"), trained[2])
+    with pytest.raises(TrainingError, match="no training TFRecords match"):
+        train(config, tmp_path / "model", progress=False)
