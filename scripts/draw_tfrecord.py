@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from auto_annotate.errors import AnnotateError
-    from tsoda.tfrecords import draw_tfrecords
+    from tsoda.tfrecord_draw import draw_tfrecords
 
     try:
         written = draw_tfrecords(args.tfrecord, args.output_dir, count=args.count)

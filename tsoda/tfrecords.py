@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import logging
 import os
 import uuid
@@ -27,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from auto_annotate import boxes as box_ops
 from auto_annotate.errors import AnnotateError, ImageError, VocError
-from auto_annotate.fileio import atomic_write_bytes
 from auto_annotate.images import DecodedImage, decode_image
 from auto_annotate.label_map import LabelMap, load_label_map
 from auto_annotate.voc import VocAnnotation, read_voc, to_upright_frame
@@ -446,38 +444,3 @@ def read_tfrecords(pattern: str | Path | list) -> Iterator[dict]:
             yield parse_example(record.numpy())
     except tf.errors.OpError as error:
         raise TfRecordError(None, f"cannot read {', '.join(files)} ({error.message})") from None
-
-
-def draw_example(parsed: dict) -> Image.Image:
-    """The decoded record image with its boxes and class names drawn on it."""
-    image = Image.fromarray(parsed["image"])
-    pen = ImageDraw.Draw(image)
-    line = max(2, round(min(image.size) / 200))
-    font = ImageFont.load_default(size=max(12, min(image.size) // 30))
-    for (x0, y0, x1, y1), text in zip(parsed["boxes_xyxy_pixel"].tolist(), parsed["class_texts"],
-                                      strict=True):
-        pen.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=(0, 255, 0),
-                      width=line)
-        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
-        label_y = y0 - (bottom - top) - 4 if y0 >= (bottom - top) + 4 else y0 + line
-        pen.rectangle([x0, label_y, x0 + right - left + 4, label_y + bottom - top + 4],
-                      fill=(0, 255, 0))
-        pen.text((x0 + 2 - left, label_y + 2 - top), text, fill=(0, 0, 0), font=font)
-    return image
-
-
-def draw_tfrecords(pattern: str | Path, output_dir: str | Path, count: int = 4) -> list[Path]:
-    """Draws the first ``count`` records as ``<source_id>_<image stem>.png`` files.
-
-    Returns:
-        The PNG files written.
-    """
-    output_dir = Path(output_dir)
-    written = []
-    for parsed in itertools.islice(read_tfrecords(pattern), count):
-        buffer = io.BytesIO()
-        draw_example(parsed).save(buffer, format="PNG")
-        path = output_dir / f"{parsed['source_id']}_{Path(parsed['filename']).stem}.png"
-        atomic_write_bytes(path, buffer.getvalue())
-        written.append(path)
-    return written
