@@ -95,20 +95,27 @@ class _Coco:
 
 def evaluate_detector(detector, label_map: LabelMap, data_dir: str | Path,
                       workers: int = 2) -> Metrics:
-    """Runs a Detector over every image of ``data_dir`` that has a VOC file; COCO metrics.
+    """Runs a Detector over every image of ``data_dir`` that has a VOC file; COCO metrics."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise TrainingError(data_dir, "data folder does not exist")
+    pairs = [(p, p.with_suffix(".xml")) for p in list_images(data_dir)
+             if p.with_suffix(".xml").is_file()]
+    if not pairs:
+        raise TrainingError(data_dir, "no image with a VOC file")
+    return evaluate_pairs(detector, label_map, pairs, workers)
+
+
+def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]],
+                   workers: int = 2) -> Metrics:
+    """COCO metrics of a Detector on (image, VOC file) pairs; no pair gives zeros.
 
     Detections of all scores are kept (COCO's mAP integrates over the score ranking).
     """
     from auto_annotate.annotate import Task, decoded_stream, group_batches, to_label_frame
     from auto_annotate.images import DecodedImage
 
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise TrainingError(data_dir, "data folder does not exist")
-    tasks = [Task(p, p.name, p.with_suffix(".xml")) for p in list_images(data_dir)
-             if p.with_suffix(".xml").is_file()]
-    if not tasks:
-        raise TrainingError(data_dir, "no image with a VOC file")
+    tasks = [Task(Path(image), Path(image).name, Path(xml)) for image, xml in pairs]
     coco, skipped = _Coco(label_map), []
     stream = decoded_stream(tasks, workers, max(8, 2 * detector.max_batch))
     for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):

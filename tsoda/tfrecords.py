@@ -253,10 +253,9 @@ def find_image(xml_path: Path, annotation: VocAnnotation, image_dir: Path,
                                   f"{{.jpg,.jpeg,.png,.bmp}} in {image_dir}")
 
 
-def _convert_file(xml_path: Path, image_dir: Path, index: dict[str, list[Path]],
-                  label_map: LabelMap, source_id: int):
+def _convert_file(xml_path: Path, locate, label_map: LabelMap, source_id: int):
     annotation = read_voc(xml_path)
-    image_path = find_image(xml_path, annotation, image_dir, index)
+    image_path = locate(xml_path, annotation)
     decoded = decode_image(image_path)
     try:
         data = image_path.read_bytes()
@@ -273,12 +272,13 @@ def _problem(error: AnnotateError, xml_path: Path) -> str:
     return error.problem
 
 
-def _serialized_examples(xml_paths: list[Path], image_dir: Path, index: dict[str, list[Path]],
-                         label_map: LabelMap, report: TfRecordReport) -> Iterator[bytes]:
-    """Yields one serialized example per usable XML file, updating ``report``."""
+def _serialized_examples(xml_paths: list[Path], locate, label_map: LabelMap,
+                         report: TfRecordReport) -> Iterator[bytes]:
+    """Yields one serialized example per usable XML file, updating ``report``;
+    ``locate(xml_path, annotation)`` returns the image of a VOC file."""
     for xml_path in xml_paths:
         try:
-            example, objects, problems = _convert_file(xml_path, image_dir, index, label_map,
+            example, objects, problems = _convert_file(xml_path, locate, label_map,
                                                        report.examples)
         except AnnotateError as error:
             report.skipped.append((xml_path.name, _problem(error, xml_path)))
@@ -366,15 +366,37 @@ def write_tfrecords(xml_dir: str | Path, image_dir: str | Path, label_map: Label
     xml_paths = sorted(p for p in xml_dir.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
     if not xml_paths:
         raise TfRecordError(xml_dir, "no .xml file in xml_dir")
+    index = _image_index(image_dir)
+    return _write(xml_paths, lambda xml, annotation: find_image(xml, annotation, image_dir, index),
+                  label_map, output_path, num_shards)
+
+
+def _write(xml_paths: list[Path], locate, label_map: LabelMap, output_path: Path,
+           num_shards: int) -> TfRecordReport:
     report = TfRecordReport()
-    records = _serialized_examples(xml_paths, image_dir, _image_index(image_dir), label_map,
-                                   report)
+    records = _serialized_examples(xml_paths, locate, label_map, report)
     try:
         report.output_paths = write_shards(records, output_path, num_shards)
     except (OSError, tf.errors.OpError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise TfRecordError(output_path, f"cannot write TFRecords ({reason})") from None
     return report
+
+
+def write_tfrecords_for_pairs(pairs: list[tuple[Path, Path]], label_map: LabelMap,
+                              output_path: str | Path, num_shards: int = 1) -> TfRecordReport:
+    """Like :func:`write_tfrecords`, for explicit (image, VOC file) pairs from any folders.
+
+    Raises:
+        TfRecordError: no pair, or an output that cannot be written.
+    """
+    if not pairs:
+        raise TfRecordError(None, "no labelled image to write")
+    if num_shards < 1:
+        raise TfRecordError(output_path, f"num_shards must be at least 1, got {num_shards}")
+    images = {Path(xml): Path(image) for image, xml in pairs}
+    return _write(list(images), lambda xml, _: images[xml], label_map, Path(output_path),
+                  num_shards)
 
 
 _FEATURES = {
