@@ -289,8 +289,17 @@ def annotate_folder(detector: Detector, label_map: LabelMap, imgs_path: str | Pa
     xml_root = Path(xml_path) if xml_path is not None else imgs_root
     if not imgs_root.is_dir():
         raise AnnotateError(imgs_root, "image folder does not exist")
-    start, summary = time.perf_counter(), Summary()
+    summary = Summary()
     tasks = plan_tasks(imgs_root, xml_root, options.recursive, summary)
+    return annotate_tasks(detector, label_map, tasks, xml_root, options, summary)
+
+
+def annotate_tasks(detector: Detector, label_map: LabelMap, tasks: list[Task],
+                   xml_root: str | Path, options: Options = Options(),
+                   summary: Summary | None = None) -> Summary:
+    """Annotates the given images; the class list and the manifest go into ``xml_root``."""
+    start, summary = time.perf_counter(), summary or Summary(found=len(tasks))
+    xml_root = Path(xml_root)
     try:
         xml_root.mkdir(parents=True, exist_ok=True)
         write_predefined_classes(xml_root, label_map)

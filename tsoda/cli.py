@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from auto_annotate.errors import AnnotateError
 
@@ -16,6 +17,27 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=_fraction, default=0.9,
+                        help="accept detections with score >= this (default 0.9)")
+    parser.add_argument("--uncertain_threshold", type=_fraction, default=0.5,
+                        help="hold back images with a detection in [this, threshold) "
+                             "(default 0.5; equal to --threshold to accept them)")
+    parser.add_argument("--initial_steps", type=_positive, default=2500)
+    parser.add_argument("--step_increment", type=int, default=1500)
+    parser.add_argument("--max_steps", type=_positive, default=8500)
+    parser.add_argument("--max_rounds", type=_positive)
+    parser.add_argument("--test_fraction", type=_fraction, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data_dir", required=True, help="folder of images and VOC XML")
     evaluate.add_argument("--output_path", help="metrics JSON (default: beside the model)")
     evaluate.add_argument("--batch_size", type=_positive, default=8)
+    run = commands.add_parser("run", help="the semi-supervised loop (TSODA)")
+    run.add_argument("--pipeline_config_path", required=True)
+    run.add_argument("--labeled_dir", required=True, help="hand-labelled VOC folder (read only)")
+    run.add_argument("--unlabeled_dir", required=True, help="images to label (read only)")
+    run.add_argument("--work_dir", required=True, help="all outputs, journal and labels")
+    run.add_argument("--label_map_path", help="default: the config's train_input_reader's")
+    _add_loop_flags(run)
     stats = commands.add_parser("stats", help="parameters and FLOPs of configs' models")
     stats.add_argument("pipeline_config_paths", nargs="+")
-    for sub in (train, export, evaluate, stats):
+    for sub in (train, export, evaluate, run, stats):
         sub.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return parser
 
@@ -61,11 +90,43 @@ def _run(args) -> int:
 
         print(evaluate(args.saved_model_path, args.label_map_path, args.data_dir,
                        args.output_path, args.batch_size).format())
+    elif args.command == "run":
+        _run_loop(args)
     else:
         from tsoda.stats import print_stats
 
         print_stats(args.pipeline_config_paths)
     return 0
+
+
+def loop_settings(args, work_dir=None, labeled_dir=None, unlabeled_dir=None):
+    from tsoda.loop import LoopSettings
+
+    return LoopSettings(
+        labeled_dir=Path(labeled_dir or args.labeled_dir),
+        unlabeled_dir=Path(unlabeled_dir or args.unlabeled_dir),
+        work_dir=Path(work_dir or args.work_dir), threshold=args.threshold,
+        uncertain_threshold=args.uncertain_threshold, initial_steps=args.initial_steps,
+        step_increment=args.step_increment, max_steps=args.max_steps,
+        max_rounds=args.max_rounds, test_fraction=args.test_fraction, seed=args.seed)
+
+
+def _run_loop(args) -> None:
+    from auto_annotate.label_map import load_label_map
+    from tsoda.adapters import ModelGardenTrainer, saved_model_detector
+    from tsoda.loop import TsodaLoop
+    from tsoda.pipeline_config import load_pipeline_config
+
+    label_map_path = args.label_map_path or \
+        load_pipeline_config(args.pipeline_config_path).train_input_reader.label_map_path
+    trainer = ModelGardenTrainer(args.pipeline_config_path, label_map_path,
+                                 progress=not args.quiet)
+    loop = TsodaLoop(loop_settings(args), trainer, saved_model_detector(),
+                     load_label_map(label_map_path), progress=not args.quiet)
+    loop.run()
+    print(f"labels: {Path(args.work_dir) / 'labels'}  report: {Path(args.work_dir) / 'report'}")
+    print(f"review: python -m auto_annotate.review --imgs_path {args.unlabeled_dir} "
+          f"--xml_path {Path(args.work_dir) / 'labels'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,75 @@
+"""The real parts the TSODA loop is built from: Model Garden training and export driven by
+the user's pipeline.config, and SavedModel detectors from auto_annotate."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from tsoda.pipeline_config import load_pipeline_config, to_text
+
+
+class ModelGardenTrainer:
+    """Trains a round with ``tsoda train`` semantics from a per-round pipeline.config.
+
+    Each round's config is the user's with: the round's TFRecords and label map as input,
+    ``num_steps`` and the cosine schedule's ``total_steps`` set to the round's steps, and
+    ``fine_tune_checkpoint`` set to the warm start (type detection for a previous round).
+    """
+
+    def __init__(self, pipeline_config_path: str | Path, label_map_path: str | Path,
+                 progress: bool = True) -> None:
+        self.pipeline = load_pipeline_config(pipeline_config_path)
+        self.source = Path(pipeline_config_path)
+        self.label_map_path = str(Path(label_map_path).resolve())
+        self.progress = progress
+        train = self.pipeline.train_config
+        self.initial_checkpoint = train.fine_tune_checkpoint or None
+        self._initial_type = train.fine_tune_checkpoint_type or "detection"
+
+    def round_config(self, round_dir: Path, records: str, steps: int,
+                     warm_start: str | None) -> Path:
+        """Writes the round's pipeline.config and returns its path."""
+        pipeline = copy.deepcopy(self.pipeline)
+        train = pipeline.train_config
+        train.num_steps = steps
+        rate = _learning_rate(train.optimizer)
+        if rate is not None and rate.HasField("cosine_decay_learning_rate"):
+            schedule = rate.cosine_decay_learning_rate
+            schedule.total_steps = steps
+            schedule.warmup_steps = min(schedule.warmup_steps, steps // 2)
+        train.fine_tune_checkpoint = warm_start or ""
+        train.fine_tune_checkpoint_type = (self._initial_type
+                                           if warm_start == self.initial_checkpoint
+                                           else "detection") if warm_start else ""
+        reader = pipeline.train_input_reader
+        reader.label_map_path = self.label_map_path
+        del reader.tf_record_input_reader.input_path[:]
+        reader.tf_record_input_reader.input_path.append(records)
+        path = Path(round_dir) / "pipeline.config"
+        path.write_text(to_text(pipeline), encoding="utf-8")
+        return path
+
+    def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None) -> str:
+        from tsoda.train import train
+
+        config = self.round_config(round_dir, records, steps, warm_start)
+        return train(config, Path(round_dir) / "model", steps, progress=self.progress).checkpoint
+
+    def export(self, round_dir: Path, checkpoint: str) -> Path:
+        from tsoda.export import export
+
+        return export(Path(round_dir) / "pipeline.config", Path(round_dir) / "model",
+                      Path(round_dir) / "export")
+
+
+def _learning_rate(optimizer):
+    kind = optimizer.WhichOneof("optimizer")
+    return getattr(optimizer, kind).learning_rate if kind else None
+
+
+def saved_model_detector(batch_size: int = 8):
+    """A detector factory: SavedModel path -> auto_annotate SavedModelDetector."""
+    from auto_annotate.model import SavedModelDetector
+
+    return lambda path: SavedModelDetector(path, batch_size)

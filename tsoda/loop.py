@@ -1,0 +1,313 @@
+"""TSODA: train on the labels, label the rest, accept confident labels, retrain; repeat.
+
+The loop is built from injected parts, so tests run it with fakes in seconds:
+``trainer`` (train a round, export it), ``detector_factory`` (a SavedModel path to an
+auto_annotate Detector) and ``evaluate`` (COCO metrics of a Detector on (image, XML) pairs).
+All state is in the work dir's journal (tsoda/journal.py); every stage is safe to repeat,
+so a run killed at any moment continues where it stopped when started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from auto_annotate import voc
+from auto_annotate.annotate import (
+    Options,
+    Task,
+    annotate_tasks,
+    plan_tasks,
+    write_predefined_classes,
+)
+from auto_annotate.errors import AnnotateError, VocError
+from auto_annotate.fileio import atomic_write_bytes
+from auto_annotate.images import list_images
+from auto_annotate.label_map import LabelMap
+from auto_annotate.manifest import MANIFEST_NAME, read_manifest
+from auto_annotate.summary import Summary
+from tsoda import report
+from tsoda.errors import TrainingError
+from tsoda.journal import STAGES, ImageRow, Journal
+from tsoda.tfrecords import write_tfrecords_for_pairs
+
+LOG = logging.getLogger(__name__)
+FIXED_SETTINGS = ("labeled_dir", "unlabeled_dir", "seed", "test_fraction")
+
+
+class Trainer(Protocol):
+    initial_checkpoint: str | None
+
+    def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None) -> str:
+        """Trains one round on ``records`` (a glob); returns the checkpoint path."""
+
+    def export(self, round_dir: Path, checkpoint: str) -> Path:
+        """Exports a checkpoint; returns the SavedModel path."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The run's parameters (flags of ``tsoda run``)."""
+
+    labeled_dir: Path
+    unlabeled_dir: Path
+    work_dir: Path
+    threshold: float = 0.9
+    uncertain_threshold: float = 0.5
+    initial_steps: int = 2500
+    step_increment: int = 1500
+    max_steps: int = 8500
+    max_rounds: int | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def steps_for(self, number: int) -> int:
+        return min(self.initial_steps + (number - 1) * self.step_increment, self.max_steps)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.uncertain_threshold <= self.threshold <= 1.0:
+            raise ValueError("need 0 <= uncertain_threshold <= threshold <= 1")
+        if min(self.initial_steps, self.max_steps) < 1 or self.step_increment < 0:
+            raise ValueError("steps must be positive")
+        if Path(self.labeled_dir).resolve() == Path(self.unlabeled_dir).resolve():
+            raise ValueError("labeled_dir and unlabeled_dir must be different folders")
+
+
+def split_ids(ids: list[str], fraction: float, seed: int, salt: str) -> set[str]:
+    """The ids that go to the test split: a seeded shuffle, round(n * fraction) of them."""
+    shuffled = sorted(ids)
+    random.Random(f"{seed}/{salt}").shuffle(shuffled)
+    return set(shuffled[:round(len(shuffled) * fraction)])
+
+
+class TsodaLoop:
+    """Runs rounds until nothing is left to label, a round accepts nothing, or max_rounds."""
+
+    def __init__(self, settings: LoopSettings, trainer: Trainer,
+                 detector_factory: Callable[[Path], object], label_map: LabelMap,
+                 evaluate: Callable | None = None, progress: bool = True,
+                 echo: Callable[[str], None] = print) -> None:
+        from tsoda.evaluate import evaluate_pairs
+
+        settings.validate()
+        self.settings, self.trainer, self.label_map = settings, trainer, label_map
+        self.detector_factory, self.progress, self.echo = detector_factory, progress, echo
+        self.evaluate = evaluate or evaluate_pairs
+        self.work = Path(settings.work_dir)
+        self.labels_dir = self.work / "labels"
+        self.journal = Journal(self.work / "journal.sqlite")
+        self._detectors: dict[str, object] = {}
+
+    # ----- set-up and reviews
+    def _initialize(self) -> None:
+        current = {k: str(Path(v).resolve()) if isinstance(v, Path) else v
+                   for k, v in ((k, getattr(self.settings, k)) for k in FIXED_SETTINGS)}
+        stored = self.journal.get_meta("settings")
+        if stored is not None:
+            if stored != current:
+                raise ValueError(f"{self.work} was started with {stored}; now {current}: "
+                                 "use a new --work_dir")
+            return
+        for folder in (self.settings.labeled_dir, self.settings.unlabeled_dir):
+            if not Path(folder).is_dir():
+                raise AnnotateError(folder, "folder does not exist")
+        write_predefined_classes(self.labels_dir, self.label_map)  # for LabelImg reviews
+        with self.journal.transaction():
+            self._add_hand_images()
+            self._add_unlabelled_images()
+            self.journal.set_meta("settings", current)
+
+    def _add_hand_images(self) -> None:
+        pairs = [(p, p.with_suffix(".xml")) for p in list_images(self.settings.labeled_dir)]
+        missing = [p.name for p, xml in pairs if not xml.is_file()]
+        if missing:
+            self.echo(f"note: {len(missing)} images in {self.settings.labeled_dir} have no "
+                      f"XML and are not used (e.g. {missing[0]})")
+        pairs = [(p, xml) for p, xml in pairs if xml.is_file()]
+        test = split_ids([f"L/{p.name}" for p, _ in pairs], self.settings.test_fraction,
+                         self.settings.seed, "hand")
+        for image, xml in pairs:
+            image_id = f"L/{image.name}"
+            self.journal.add_image(ImageRow(image_id, str(image), str(xml), "hand",
+                                            "test" if image_id in test else "train",
+                                            None, None, None, None))
+
+    def _add_unlabelled_images(self) -> None:
+        summary = Summary()
+        tasks = plan_tasks(Path(self.settings.unlabeled_dir), self.labels_dir, False, summary)
+        for path, reason in summary.failed:
+            self.echo(f"note: {path}: {reason}; not used")
+        for task in tasks:
+            self.journal.add_image(ImageRow(f"U/{task.rel}", str(task.image), str(task.xml),
+                                            "unlabelled", None, None, None, None, None))
+
+    def _sync_reviews(self) -> None:
+        """Verified files under the work dir become hand labels; auto labels a reviewer
+        deleted go back to unlabelled."""
+        with self.journal.transaction():
+            for row in self.journal.images("auto") + self.journal.images("unlabelled"):
+                xml = Path(row.xml)
+                if not xml.is_file():
+                    if row.status == "auto":
+                        self.journal.update_image(row.id, status="unlabelled", split=None,
+                                                  round=None)
+                    continue
+                try:
+                    verified = voc.is_verified(xml)
+                except VocError as error:
+                    self.echo(f"note: {error}; ignored until fixed")
+                    continue
+                if verified:
+                    test = random.Random(f"{self.settings.seed}/{row.id}").random() \
+                        < self.settings.test_fraction
+                    self.journal.update_image(row.id, status="verified",
+                                              split=row.split or ("test" if test else "train"))
+
+    # ----- the rounds
+    def _pairs(self, split: str, statuses: tuple[str, ...]) -> list[tuple[Path, Path]]:
+        return [(Path(r.image), Path(r.xml)) for status in statuses
+                for r in self.journal.images(status, split)]
+
+    def _detector(self, saved_model: str):
+        if saved_model not in self._detectors:
+            self._detectors = {saved_model: self.detector_factory(Path(saved_model))}
+        return self._detectors[saved_model]
+
+    def _stage_records(self, number: int, round_dir: Path, row) -> dict:
+        pairs = self._pairs("train", ("hand", "verified", "auto"))
+        if not pairs:
+            raise TrainingError(self.settings.labeled_dir, "no labelled training image")
+        result = write_tfrecords_for_pairs(pairs, self.label_map, round_dir / "train.record")
+        for name, problem in result.skipped + result.dropped_boxes:
+            self.echo(f"note: round {number} records: {name}: {problem}")
+        self.echo(f"round {number}: {result.examples} training images, {result.boxes} boxes")
+        return {}
+
+    def _stage_train(self, number: int, round_dir: Path, row) -> dict:
+        previous = [r for r in self.journal.rounds() if r.round == number - 1]
+        warm = previous[0].checkpoint if previous else self.trainer.initial_checkpoint
+        self.echo(f"round {number}: training {row.steps} steps"
+                  + (f" from {warm}" if warm else " from scratch"))
+        return {"checkpoint": self.trainer.train(round_dir, str(round_dir / "train.record*"),
+                                                 row.steps, warm)}
+
+    def _stage_export(self, number: int, round_dir: Path, row) -> dict:
+        return {"saved_model": str(self.trainer.export(round_dir, row.checkpoint))}
+
+    def _stage_evaluate(self, number: int, round_dir: Path, row) -> dict:
+        detector = self._detector(row.saved_model)
+        metrics = {}
+        for name, statuses in (("hand", ("hand",)), ("auto", ("auto", "verified"))):
+            pairs = self._pairs("test", statuses)
+            if pairs:
+                result = self.evaluate(detector, self.label_map, pairs)
+                metrics[name] = {"map50": result.map50, "map50_95": result.map50_95,
+                                 "recall": result.recall, "images": result.images}
+        return {"metrics": metrics}
+
+    def _stage_label(self, number: int, round_dir: Path, row) -> dict:
+        rows = self.journal.images("unlabelled")
+        tasks = [Task(Path(r.image), r.id, round_dir / "labels" / Path(r.xml).name)
+                 for r in rows]
+        if tasks:
+            options = Options(threshold=self.settings.threshold, progress=self.progress,
+                              model_id=row.saved_model)
+            annotate_tasks(self._detector(row.saved_model), self.label_map, tasks,
+                           round_dir / "labels", options)
+        return {}
+
+    def _decide(self, number: int, round_dir: Path):
+        """(accepted [(row, record)], held back [(row, record)]) from the round's manifest.
+
+        An image is accepted when a detection reaches the threshold and no other detection
+        sits in the uncertain band [uncertain_threshold, threshold): such a partly detected
+        image would teach the model that its missed objects are background, so it waits
+        for a later round (or a reviewer) instead.
+        """
+        manifest = read_manifest(round_dir / "labels" / MANIFEST_NAME)
+        accepted, held = [], []
+        for row in self.journal.images("unlabelled"):
+            record = manifest.get(row.id)
+            if record is None or record.get("status") != "annotated":
+                continue
+            below = record.get("max_score_below") or 0.0
+            (held if below >= self.settings.uncertain_threshold else accepted).append(
+                (row, record))
+        return accepted, held
+
+    def _stage_accept(self, number: int, round_dir: Path, row) -> None:
+        start = time.perf_counter()
+        accepted, held = self._decide(number, round_dir)
+        test = split_ids([r.id for r, _ in accepted], self.settings.test_fraction,
+                         self.settings.seed, f"round{number}")
+        for image_row, _ in accepted:  # copies first: repeating them is harmless
+            target = Path(image_row.xml)
+            if target.is_file() and voc.is_verified(target):
+                continue  # a reviewer got there first; the next sync takes it as verified
+            atomic_write_bytes(target, (round_dir / "labels" / target.name).read_bytes())
+        with self.journal.transaction():
+            for image_row, record in accepted:
+                scores = record.get("scores") or [0.0]
+                self.journal.update_image(
+                    image_row.id, status="auto", round=number, boxes=len(record["boxes"]),
+                    split="test" if image_row.id in test else "train",
+                    min_score=min(scores), max_score=max(scores))
+            self.journal.set_meta(f"held_back/{number}",
+                                  [[r.id, rec.get("max_score_below")] for r, rec in held])
+            self.journal.set_meta(f"counts/{number}", self.journal.counts())
+            self.journal.finish_stage(number, "accept", time.perf_counter() - start,
+                                      accepted=len(accepted), held_back=len(held))
+        return None
+
+    def _run_round(self, number: int) -> None:
+        round_dir = self.work / "rounds" / f"{number:02d}"
+        round_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            row = next(r for r in self.journal.rounds() if r.round == number)
+            if row.done:
+                return
+            stage = STAGES[STAGES.index(row.stage) + 1 if row.stage else 0]
+            start = time.perf_counter()
+            fields = getattr(self, f"_stage_{stage}")(number, round_dir, row)
+            if fields is not None:
+                self.journal.finish_stage(number, stage, time.perf_counter() - start, **fields)
+
+    def _stop_reason(self) -> str | None:
+        done = [r for r in self.journal.rounds() if r.done]
+        if not done:
+            return None
+        if self.settings.max_rounds is not None and len(done) >= self.settings.max_rounds:
+            return f"reached --max_rounds {self.settings.max_rounds}"
+        if self.journal.counts()["unlabelled"] == 0:
+            return "no unlabelled image is left"
+        if done[-1].accepted == 0:
+            return f"round {done[-1].round} accepted nothing new"
+        return None
+
+    def run(self) -> str:
+        """Runs (or continues) the loop; returns why it stopped."""
+        self._initialize()
+        while True:
+            self._sync_reviews()
+            unfinished = [r for r in self.journal.rounds() if not r.done]
+            if unfinished:
+                number = unfinished[0].round
+            else:
+                reason = self._stop_reason()
+                if reason is not None:
+                    self.echo(f"stopped: {reason}")
+                    report.write_report(self.journal, self.work / "report", self.echo)
+                    return reason
+                number = len(self.journal.rounds()) + 1
+                self.journal.start_round(number, self.settings.steps_for(number))
+            self._run_round(number)
+            self._sync_reviews()
+            line = report.write_report(self.journal, self.work / "report")
+            self.echo(line)
