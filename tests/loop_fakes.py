@@ -60,7 +60,8 @@ class RoundDetector(FakeColorDetector):
 
     def __init__(self, saved_model: Path, sleep_in_label: Path | None = None):
         super().__init__(max_batch=2)
-        number = int(Path(saved_model).parts[-3])
+        name = Path(saved_model).parts[-3]  # rounds/NN/export/saved_model, or a baseline
+        number = int(name) if name.isdigit() else max(SCORES)
         self.scores = SCORES[min(number, max(SCORES))]
         self.sleep_marker = sleep_in_label
 

@@ -66,9 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--work_dir", required=True, help="all outputs, journal and labels")
     run.add_argument("--label_map_path", help="default: the config's train_input_reader's")
     _add_loop_flags(run)
+    simulate = commands.add_parser("simulate", help="the loop on hidden labels, with baselines")
+    simulate.add_argument("--pipeline_config_path", required=True)
+    simulate.add_argument("--dataset_dir", required=True, help="fully labelled VOC folder")
+    simulate.add_argument("--labeled_fraction", type=_fraction, required=True)
+    simulate.add_argument("--work_dir", required=True)
+    simulate.add_argument("--test_dir", help="VOC folder to evaluate every model on")
+    simulate.add_argument("--label_map_path", help="default: the config's")
+    _add_loop_flags(simulate)
     stats = commands.add_parser("stats", help="parameters and FLOPs of configs' models")
     stats.add_argument("pipeline_config_paths", nargs="+")
-    for sub in (train, export, evaluate, run, stats):
+    for sub in (train, export, evaluate, run, simulate, stats):
         sub.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return parser
 
@@ -92,6 +100,8 @@ def _run(args) -> int:
                        args.output_path, args.batch_size).format())
     elif args.command == "run":
         _run_loop(args)
+    elif args.command == "simulate":
+        _simulate(args)
     else:
         from tsoda.stats import print_stats
 
@@ -99,30 +109,48 @@ def _run(args) -> int:
     return 0
 
 
-def loop_settings(args, work_dir=None, labeled_dir=None, unlabeled_dir=None):
+def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
     from tsoda.loop import LoopSettings
 
     return LoopSettings(
         labeled_dir=Path(labeled_dir or args.labeled_dir),
         unlabeled_dir=Path(unlabeled_dir or args.unlabeled_dir),
-        work_dir=Path(work_dir or args.work_dir), threshold=args.threshold,
+        work_dir=Path(args.work_dir), threshold=args.threshold,
         uncertain_threshold=args.uncertain_threshold, initial_steps=args.initial_steps,
         step_increment=args.step_increment, max_steps=args.max_steps,
         max_rounds=args.max_rounds, test_fraction=args.test_fraction, seed=args.seed)
 
 
-def _run_loop(args) -> None:
+def _parts(args):
     from auto_annotate.label_map import load_label_map
     from tsoda.adapters import ModelGardenTrainer, saved_model_detector
-    from tsoda.loop import TsodaLoop
     from tsoda.pipeline_config import load_pipeline_config
 
     label_map_path = args.label_map_path or \
         load_pipeline_config(args.pipeline_config_path).train_input_reader.label_map_path
     trainer = ModelGardenTrainer(args.pipeline_config_path, label_map_path,
                                  progress=not args.quiet)
-    loop = TsodaLoop(loop_settings(args), trainer, saved_model_detector(),
-                     load_label_map(label_map_path), progress=not args.quiet)
+    return trainer, saved_model_detector(), load_label_map(label_map_path)
+
+
+def _simulate(args) -> None:
+    from tsoda.simulate import Simulation, simulate
+
+    trainer, detectors, label_map = _parts(args)
+    split = Path(args.work_dir) / "split"  # simulate links the hand / hidden parts here
+    settings = loop_settings(args, labeled_dir=split / "L", unlabeled_dir=split / "U")
+    simulate(settings, Simulation(Path(args.dataset_dir), args.labeled_fraction,
+                                  Path(args.test_dir) if args.test_dir else None),
+             trainer, detectors, label_map, progress=not args.quiet)
+    print(f"report: {Path(args.work_dir) / 'report' / 'simulate.md'}")
+
+
+def _run_loop(args) -> None:
+    from tsoda.loop import TsodaLoop
+
+    trainer, detectors, label_map = _parts(args)
+    loop = TsodaLoop(loop_settings(args), trainer, detectors, label_map,
+                     progress=not args.quiet)
     loop.run()
     print(f"labels: {Path(args.work_dir) / 'labels'}  report: {Path(args.work_dir) / 'report'}")
     print(f"review: python -m auto_annotate.review --imgs_path {args.unlabeled_dir} "

@@ -41,7 +41,7 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows: list[dict], columns) -> str:
+def to_csv(rows: list[dict], columns) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -93,10 +93,10 @@ def write_report(journal, report_dir: str | Path, echo=None) -> str:
     report_dir = Path(report_dir)
     rows = round_rows(journal)
     atomic_write_text(report_dir / "rounds.md", _markdown(rows))
-    atomic_write_text(report_dir / "rounds.csv", _csv(rows, COLUMNS))
+    atomic_write_text(report_dir / "rounds.csv", to_csv(rows, COLUMNS))
     queue = review_queue(journal)
     atomic_write_text(report_dir / "review_queue.csv",
-                      _csv(queue, ("round", "image", "status", "boxes", "min_score",
+                      to_csv(queue, ("round", "image", "status", "boxes", "min_score",
                                    "max_score", "split")))
     if rows:
         _plot(rows, report_dir / "map.png", {"hand_map50": "mAP@0.5 (hand test)",
