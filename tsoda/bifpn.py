@@ -27,6 +27,8 @@ from official.modeling import hyperparams, tf_utils
 from official.vision.configs import decoders as mg_decoders
 from official.vision.modeling.decoders import factory as decoder_factory
 
+from tsoda.registry import register_once
+
 logger = logging.getLogger(__name__)
 
 DECODER_KEY = "bifpn"
@@ -324,25 +326,15 @@ def build_bifpn_decoder(
     )
 
 
-def _is_ours(builder: Any) -> bool:
-    """True if ``builder`` is this module's builder (also across a module reload)."""
-    return (getattr(builder, "__module__", None) == build_bifpn_decoder.__module__
-            and getattr(builder, "__qualname__", None) == build_bifpn_decoder.__qualname__)
-
-
 def register() -> None:
-    """Registers :func:`build_bifpn_decoder` under ``'bifpn'``; repeated calls are no-ops.
+    """Registers :func:`build_bifpn_decoder` under 'bifpn'; repeated calls are no-ops.
 
     Raises:
-        KeyError: If a different builder is already registered under ``'bifpn'``.
+        KeyError: If a different builder is already registered under that key.
     """
-    try:
-        decoder_factory.register_decoder_builder(DECODER_KEY)(build_bifpn_decoder)
-    except KeyError:
-        registered = getattr(decoder_factory, "_REGISTERED_DECODER_CLS", {}).get(DECODER_KEY)
-        if registered is not None and not _is_ours(registered):
-            raise KeyError(f"decoder key {DECODER_KEY!r} is taken by {registered!r}") from None
-        logger.debug("BiFPN decoder builder already registered")
+    registry = getattr(decoder_factory, "_REGISTERED_DECODER_CLS", {})
+    register_once(decoder_factory.register_decoder_builder, registry, DECODER_KEY,
+                  build_bifpn_decoder)
 
 
 register()

@@ -16,20 +16,25 @@ from official.vision.configs import backbones, common
 from official.vision.configs import retinanet as rcfg
 
 from tsoda import bifpn
+from tsoda.backbones import efficientnet_lite
 from tsoda.errors import PipelineConfigError
 
 # feature_extractor.type -> (Model Garden backbone, decoder)
 EXTRACTORS = {
     "ssd_mobilenet_v2_fpn_keras": ("mobilenet", "fpn"),
     "ssd_efficientnet-b0_bifpn_keras": ("efficientnet", "bifpn"),
+    "ssd_efficientnet-lite0_bifpn_keras": ("efficientnet_lite", "bifpn"),
 }
 ACTIVATIONS = {"RELU": "relu", "RELU_6": "relu6", "SWISH": "swish"}
 
 
 @dataclasses.dataclass
 class TsodaRetinaNet(rcfg.RetinaNet):
-    """Model Garden's RetinaNet config whose decoder may also be our BiFPN."""
+    """Model Garden's RetinaNet config whose decoder may also be our BiFPN and whose
+    backbone may also be our EfficientNet-Lite."""
 
+    backbone: efficientnet_lite.Backbone = dataclasses.field(
+        default_factory=efficientnet_lite.Backbone)
     decoder: bifpn.Decoder = dataclasses.field(default_factory=bifpn.Decoder)
 
 
@@ -114,18 +119,25 @@ def _norm_activation(ssd) -> common.NormActivation:
         norm_epsilon=norm.epsilon if hyper.HasField("batch_norm") else 0.001)
 
 
-def _backbone(extractor, check: _Checker) -> backbones.Backbone:
+def _backbone(extractor, check: _Checker) -> efficientnet_lite.Backbone:
     check.require(extractor.type in EXTRACTORS, "model.ssd.feature_extractor.type",
                   f"{extractor.type!r} is not supported; supported: {sorted(EXTRACTORS)}")
     kind, decoder = EXTRACTORS[extractor.type]
     check.require(extractor.HasField(decoder), "model.ssd.feature_extractor",
                   f"type {extractor.type!r} needs a {decoder} {{ }} block")
     if kind == "mobilenet":
-        return backbones.Backbone(type="mobilenet", mobilenet=backbones.MobileNet(
+        return efficientnet_lite.Backbone(type="mobilenet", mobilenet=backbones.MobileNet(
             model_id="MobileNetV2", filter_size_scale=extractor.depth_multiplier))
+    if kind == "efficientnet_lite":
+        check.require(extractor.depth_multiplier == 1.0,
+                      "model.ssd.feature_extractor.depth_multiplier",
+                      "EfficientNet-Lite0 supports depth_multiplier 1.0 only")
+        return efficientnet_lite.Backbone(
+            type="efficientnet_lite",
+            efficientnet_lite=efficientnet_lite.EfficientNetLite(model_id="lite0"))
     check.require(extractor.depth_multiplier == 1.0, "model.ssd.feature_extractor.depth_multiplier",
                   "EfficientNet-B0 supports depth_multiplier 1.0 only")
-    return backbones.Backbone(type="efficientnet", efficientnet=backbones.EfficientNet(
+    return efficientnet_lite.Backbone(type="efficientnet", efficientnet=backbones.EfficientNet(
         model_id="b0", se_ratio=0.25))
 
 
