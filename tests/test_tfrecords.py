@@ -14,7 +14,7 @@ from auto_annotate import boxes as box_ops
 from auto_annotate.images import decode_image
 from auto_annotate.voc import read_voc
 from tests.helpers import BLUE, RED, draw, save
-from tsoda import tfrecords
+from tsoda import tfrecord_read, tfrecords
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -44,7 +44,7 @@ def _xml(folder: Path, stem: str, filename: str, size_wh, objects=()) -> Path:
 
 
 def _records(report) -> list[dict]:
-    return list(tfrecords.read_tfrecords(report.output_paths))
+    return list(tfrecord_read.read_tfrecords(report.output_paths))
 
 
 def _write(tmp_path, label_map_path, **kwargs):
@@ -148,7 +148,7 @@ def test_shards_hold_every_example_once_and_no_temporary_file_is_left(tmp_path,
     names = [f"train.record-0000{i}-of-00003" for i in range(3)]
     assert [p.name for p in report.output_paths] == names
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
-    per_shard = [list(tfrecords.read_tfrecords(path)) for path in report.output_paths]
+    per_shard = [list(tfrecord_read.read_tfrecords(path)) for path in report.output_paths]
     assert [len(records) for records in per_shard] == [3, 2, 2]
     records = [record for shard in per_shard for record in shard]
     assert sorted(int(r["source_id"]) for r in records) == list(range(7))

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from auto_annotate.fileio import atomic_write_bytes
-from tsoda.tfrecords import read_tfrecords
+from tsoda.tfrecord_read import read_tfrecords
 
 
 def draw_example(parsed: dict) -> Image.Image:
