@@ -179,6 +179,14 @@ def read_voc(path: str | Path) -> VocAnnotation:
     return parse_voc(data, path)
 
 
+def voc_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """(image, VOC file) for every image of ``folder`` that has ``<stem>.xml`` beside it."""
+    from auto_annotate.images import list_images
+
+    return [(p, p.with_suffix(".xml")) for p in list_images(folder)
+            if p.with_suffix(".xml").is_file()]
+
+
 def write_voc(path: str | Path, annotation: VocAnnotation) -> None:
     """Writes an annotation atomically."""
     atomic_write_text(path, annotation_to_xml(annotation))

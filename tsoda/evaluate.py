@@ -17,7 +17,6 @@ import numpy as np
 
 from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
-from auto_annotate.images import list_images
 from auto_annotate.label_map import LabelMap
 from tsoda.errors import TrainingError
 
@@ -99,8 +98,7 @@ def evaluate_detector(detector, label_map: LabelMap, data_dir: str | Path,
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise TrainingError(data_dir, "data folder does not exist")
-    pairs = [(p, p.with_suffix(".xml")) for p in list_images(data_dir)
-             if p.with_suffix(".xml").is_file()]
+    pairs = voc.voc_pairs(data_dir)
     if not pairs:
         raise TrainingError(data_dir, "no image with a VOC file")
     return evaluate_pairs(detector, label_map, pairs, workers)

@@ -20,7 +20,6 @@ import numpy as np
 from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_text
-from auto_annotate.images import list_images
 from tsoda.loop import LoopSettings, TsodaLoop, split_ids
 
 
@@ -36,7 +35,7 @@ def _link(source: Path, target: Path) -> None:
 
 def make_split(dataset_dir: Path, out: Path, fraction: float, seed: int) -> tuple[Path, Path]:
     """Links the hand part (images and XML) into out/L and the rest (images only) into out/U."""
-    images = [p for p in list_images(dataset_dir) if p.with_suffix(".xml").is_file()]
+    images = [image for image, _ in voc.voc_pairs(dataset_dir)]
     if not images:
         raise AnnotateError(dataset_dir, "no image with a VOC file")
     keep_count = max(1, round(len(images) * fraction))
@@ -111,11 +110,6 @@ def label_quality(journal, dataset_dir: Path) -> dict[int, LabelQuality]:
     return result
 
 
-def _pairs(folder: Path) -> list[tuple[Path, Path]]:
-    return [(p, p.with_suffix(".xml")) for p in list_images(folder)
-            if p.with_suffix(".xml").is_file()]
-
-
 @dataclass(frozen=True)
 class Simulation:
     """Everything ``simulate`` needs besides the loop settings."""
@@ -159,7 +153,7 @@ def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_f
                              work_dir=work / "loop"), trainer, detector_factory, label_map,
                      evaluate, progress, echo)
     loop.run()
-    test_pairs = _pairs(simulation.test_dir) if simulation.test_dir else []
+    test_pairs = voc.voc_pairs(simulation.test_dir) if simulation.test_dir else []
     quality = label_quality(loop.journal, simulation.dataset_dir)
     rows, total = [], 0
     for r in (r for r in loop.journal.rounds() if r.done):
@@ -170,8 +164,8 @@ def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_f
                      "label_precision": f"{q.precision:.3f}", "label_recall": f"{q.recall:.3f}",
                      "test_map50": map50, "test_map50_95": map50_95,
                      "minutes": f"{r.seconds / 60:.1f}"})
-    for name, pairs in (("hand_only", _pairs(labeled)), ("all_labels",
-                                                          _pairs(simulation.dataset_dir))):
+    for name, pairs in (("hand_only", voc.voc_pairs(labeled)), ("all_labels",
+                                                          voc.voc_pairs(simulation.dataset_dir))):
         saved = _baseline(name, pairs, total, work, trainer, label_map)
         map50, map50_95 = _map(evaluate, detector_factory, saved, label_map, test_pairs)
         rows.append({"run": f"baseline {name}", "steps": total, "accepted": len(pairs),

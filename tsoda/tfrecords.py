@@ -30,14 +30,13 @@ from PIL import Image
 
 from auto_annotate import boxes as box_ops
 from auto_annotate.errors import AnnotateError, ImageError, VocError
-from auto_annotate.images import DecodedImage, decode_image
+from auto_annotate.images import DecodedImage, decode_image, list_images
 from auto_annotate.label_map import LabelMap, load_label_map
 from auto_annotate.voc import VocAnnotation, read_voc, to_upright_frame
 
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 95
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _COPYABLE_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 _COPYABLE_MODES = frozenset({"RGB", "L"})
 
@@ -226,9 +225,8 @@ def example_from_annotation(annotation: VocAnnotation, image: EncodedImage, labe
 
 def _image_index(image_dir: Path) -> dict[str, list[Path]]:
     index: dict[str, list[Path]] = {}
-    for entry in sorted(image_dir.iterdir()):
-        if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
-            index.setdefault(entry.stem, []).append(entry)
+    for entry in list_images(image_dir):
+        index.setdefault(entry.stem, []).append(entry)
     return index
 
 
