@@ -127,3 +127,51 @@ def test_no_training_data_is_a_clear_error(trained, tmp_path):
     config = write_tiny_config(tmp_path / "c.config", str(tmp_path / "none*"), trained[2])
     with pytest.raises(TrainingError, match="no training TFRecords match"):
         train(config, tmp_path / "model", progress=False)
+
+
+def _exported(trained):
+    root, _, _, config, _, _ = trained
+    saved_model = root / "export" / "saved_model"
+    if not saved_model.exists():
+        export(config, root / "model", root / "export")
+    return saved_model
+
+
+def _fresh_model(config):
+    from tsoda.experiment import build_experiment
+    from tsoda.pipeline_config import load_pipeline_config
+    from tsoda.train import build_model_and_task
+
+    return build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]
+
+
+def test_warm_start_from_an_exported_saved_model(trained):
+    from tsoda.warm_start import restore_from_saved_model
+
+    root, _, label_map, config, first, _ = trained
+    saved_model = _exported(trained)
+    model, reference = _fresh_model(config), _fresh_model(config)
+    checkpoint = tf.train.latest_checkpoint(str(root / "model"))
+    tf.train.Checkpoint(**reference.checkpoint_items).read(checkpoint).expect_partial()
+    assert restore_from_saved_model(model, saved_model) == len(reference.variables)
+    for got, want in zip(model.variables, reference.variables, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=want.name)
+
+    warm_config = write_tiny_config(
+        root / "warm_saved_model.config", str(root / "train.record*"), label_map, steps=1,
+        fine_tune=f'fine_tune_checkpoint: "{saved_model}" fine_tune_checkpoint_type: "detection"')
+    warm = train(warm_config, root / "warm_saved_model", progress=False, summary_every=1)
+    assert warm.final_loss < 0.6 * first.final_loss  # it starts where the exported model was
+
+
+def test_warm_start_from_another_models_saved_model_is_a_clear_error(trained, tmp_path):
+    from tsoda.errors import TrainingError
+    from tsoda.warm_start import restore_from_saved_model
+
+    root, _, _, config, _, _ = trained
+    other = tmp_path / "other.config"
+    other.write_text(config.read_text().replace("depth: 16 num_layers", "depth: 24 num_layers"))
+    with pytest.raises(TrainingError, match=r"saved_model: its head does not match"):
+        restore_from_saved_model(_fresh_model(other), _exported(trained))
+    with pytest.raises(TrainingError, match="not a SavedModel made by tsoda export"):
+        restore_from_saved_model(_fresh_model(config), root / "model")

@@ -109,12 +109,15 @@ def _regularization(ssd, check: _Checker) -> float:
     return 2.0 * weights.pop() if weights else 0.0
 
 
+def _activation(hyper) -> str:
+    return ACTIVATIONS.get(type(hyper).Activation.Name(hyper.activation), "relu")
+
+
 def _norm_activation(ssd) -> common.NormActivation:
     hyper = ssd.feature_extractor.conv_hyperparams
-    name = type(hyper).Activation.Name(hyper.activation)
     norm = hyper.batch_norm
     return common.NormActivation(
-        activation=ACTIVATIONS.get(name, "relu"), use_sync_bn=False,
+        activation=_activation(hyper), use_sync_bn=False,
         norm_momentum=norm.decay if hyper.HasField("batch_norm") else 0.99,
         norm_epsilon=norm.epsilon if hyper.HasField("batch_norm") else 0.001)
 
@@ -142,6 +145,7 @@ def _backbone(extractor, check: _Checker) -> efficientnet_lite.Backbone:
 
 
 def _decoder(extractor, check: _Checker) -> bifpn.Decoder:
+    """FPN or BiFPN; the BiFPN's fusion activation is the feature extractor's activation."""
     if extractor.HasField("fpn"):
         return bifpn.Decoder(type="fpn", fpn=rcfg.decoders.FPN(
             num_filters=extractor.fpn.additional_layer_depth,
@@ -154,7 +158,7 @@ def _decoder(extractor, check: _Checker) -> bifpn.Decoder:
                   "model.ssd.feature_extractor.bifpn", "num_iterations and num_filters are needed")
     return bifpn.Decoder(type="bifpn", bifpn=bifpn.BiFPN(
         num_filters=spec.num_filters, num_repeats=spec.num_iterations,
-        use_separable_conv=True, activation="swish"))
+        use_separable_conv=True, activation=_activation(extractor.conv_hyperparams)))
 
 
 def _head(ssd, check: _Checker) -> rcfg.RetinaNetHead:

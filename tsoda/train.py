@@ -2,8 +2,9 @@
 
 Checkpoints (``ckpt-N``) and TensorBoard summaries (``train/``) go into the model dir;
 the resolved configs are written there before the first step. Training resumes from the
-latest checkpoint in the model dir, else warm-starts from ``fine_tune_checkpoint``. The
-final checkpoint is written before anything else can fail (no evaluation runs inside).
+latest checkpoint in the model dir, else warm-starts from ``fine_tune_checkpoint`` (a
+checkpoint, or a SavedModel folder made by ``tsoda export``). The final checkpoint is written
+before anything else can fail (no evaluation runs inside).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from tsoda.errors import TrainingError
 from tsoda.experiment import Experiment, build_experiment
 from tsoda.pipeline_config import load_pipeline_config, to_text
+from tsoda.warm_start import is_saved_model, restore_from_saved_model
 
 LOG = logging.getLogger(__name__)
 RESOLVED_PIPELINE = "pipeline.config"
@@ -68,7 +70,10 @@ def _restore(checkpoint, manager, task, model, model_dir: Path) -> None:
         source = task.task_config.init_checkpoint
         if not (tf.io.gfile.exists(source) or tf.io.gfile.exists(source + ".index")):
             raise TrainingError(source, "fine_tune_checkpoint not found")
-        task.initialize(model)
+        if is_saved_model(source):
+            restore_from_saved_model(model, source, task.task_config.init_checkpoint_modules)
+        else:
+            task.initialize(model)
         LOG.info("warm-started %s from %s", task.task_config.init_checkpoint_modules, source)
 
 
