@@ -1,4 +1,5 @@
-# One command each: `make test` sets up a virtual environment and runs lint + tests.
+# One command each: `make demo` sets up a virtual environment and runs the demo on the bundled
+# flame photos; `make test` sets it up and runs lint + tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,8 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := xvfb xdotool libxcb-xinerama0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
 	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libgl1
 
-.PHONY: test lint setup system-deps clean
+.PHONY: demo test lint setup system-deps clean
+DEMO_DIR ?= tsoda_demo
 
 # Installs the GUI test's packages when missing and apt-get can run; otherwise that test skips.
 system-deps:
@@ -21,6 +23,16 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# The demo needs labelling, training and LabelImg only (not the test tools or PyTorch).
+$(VENV)/.demo: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,review]'
+	touch $@
+
+demo: $(VENV)/.demo
+	$(PY) -m tsoda demo --work_dir $(DEMO_DIR)
 
 setup: $(VENV)/.installed system-deps
 

@@ -19,6 +19,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["auto_annotate", "auto_annotate.*", "tsoda", "tsoda.*"]),
+    # The compiled pipeline.config schema, and the demo's photos, label map and seed detector.
+    package_data={"tsoda": ["protos/pipeline.desc", "protos/pipeline.proto"],
+                  "tsoda.demo": ["data/*.*", "data/*/*", "seed_model/*.*", "seed_model/*/*.*",
+                                 "seed_model/*/*/*"]},
     install_requires=[
         "tensorflow>=2.16,<2.21",
         "numpy>=1.24",

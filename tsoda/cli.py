@@ -74,9 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--test_dir", help="VOC folder to evaluate every model on")
     simulate.add_argument("--label_map_path", help="default: the config's")
     _add_loop_flags(simulate)
+    demo = commands.add_parser("demo", help="auto_annotate + a short TSODA run on the bundled "
+                                            "flame photos")
+    demo.add_argument("--work_dir", default="tsoda_demo", help="all outputs (default: tsoda_demo)")
+    demo.add_argument("--rounds", type=_positive, default=2)
+    demo.add_argument("--initial_steps", type=_positive, default=60)
+    demo.add_argument("--step_increment", type=int, default=60)
     stats = commands.add_parser("stats", help="parameters and FLOPs of configs' models")
     stats.add_argument("pipeline_config_paths", nargs="+")
-    for sub in (train, export, evaluate, run, simulate, stats):
+    for sub in (train, export, evaluate, run, simulate, demo, stats):
         sub.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return parser
 
@@ -102,6 +108,12 @@ def _run(args) -> int:
         _run_loop(args)
     elif args.command == "simulate":
         _simulate(args)
+    elif args.command == "demo":
+        from tsoda.demo import DemoSettings, run_demo
+
+        run_demo(DemoSettings(Path(args.work_dir), initial_steps=args.initial_steps,
+                              step_increment=args.step_increment, rounds=args.rounds,
+                              progress=not args.quiet))
     else:
         from tsoda.stats import print_stats
 

@@ -1,0 +1,36 @@
+"""Shared bits of the benchmarks: default data, the machine description, the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FLAMES = ROOT.parent / "shared" / "data" / "flames"
+DEFAULT_TEST_IMAGES = FLAMES / "test"
+SEED_MODEL = ROOT / "tsoda" / "demo" / "seed_model" / "saved_model"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    memory = None
+    if Path("/proc/meminfo").is_file():
+        first = Path("/proc/meminfo").read_text().splitlines()[0].split()
+        memory = f"{int(first[1]) / 2**20:.1f} GiB"
+    import tensorflow as tf
+
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "memory": memory, "tensorflow": tf.__version__}
+
+
+def write_results(name: str, payload: dict) -> Path:
+    out = HERE / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"written: {out}")
+    return out
