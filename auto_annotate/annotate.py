@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,9 +230,9 @@ def _failed(task: Task, reason: str) -> _Result:
     return _Result(task, "failed", {"image": task.rel, "status": "failed", "error": reason})
 
 
-def process_group(group, detector: Detector, label_map: LabelMap,
-                  options: Options) -> Iterator[_Result]:
-    """Runs the detector on one batch and finishes each image; failures stay per image."""
+def predict_group(group, detector: Detector) -> Iterator[_Result | tuple]:
+    """Runs the detector on one batch: a failed ``_Result`` per image that could not be
+    decoded or run, else ``(task, image, detections in the label frame)``."""
     images = [(task, item) for task, item in group if isinstance(item, DecodedImage)]
     for task, item in group:
         if isinstance(item, ImageError):
@@ -248,10 +248,29 @@ def process_group(group, detector: Detector, label_map: LabelMap,
             yield _failed(task, reason)
         return
     for (task, image), detections in zip(images, predictions, strict=True):
-        try:
-            yield finish_image(task, image, to_label_frame(detections, image), label_map, options)
-        except (OSError, AnnotateError) as error:
-            yield _failed(task, f"cannot write label {task.xml}: {error}")
+        yield task, image, to_label_frame(detections, image)
+
+
+def finish_safely(task: Task, image: DecodedImage, detections: Detections,
+                  label_map: LabelMap, options: Options) -> _Result:
+    """:func:`finish_image`, with a write failure as this image's failure."""
+    try:
+        return finish_image(task, image, detections, label_map, options)
+    except (OSError, AnnotateError) as error:
+        return _failed(task, f"cannot write label {task.xml}: {error}")
+
+
+def process_group(group, detector: Detector, label_map: LabelMap,
+                  options: Options) -> Iterator[_Result]:
+    """Runs the detector on one batch and finishes each image, in this thread."""
+    for item in predict_group(group, detector):
+        yield item if isinstance(item, _Result) else finish_safely(*item, label_map, options)
+
+
+def _done(result: _Result) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
 
 
 def _account(result: _Result, summary: Summary, manifest: ManifestWriter) -> None:
@@ -308,13 +327,28 @@ def annotate_tasks(detector: Detector, label_map: LabelMap, tasks: list[Task],
     summary.manifest = xml_root / MANIFEST_NAME
     todo = select_tasks(tasks, options, read_manifest(summary.manifest), summary)
     lookahead = max(8, 2 * detector.max_batch)
+    # Decoding runs ahead in worker threads, the model in this one, and finishing (threshold,
+    # XML write with fsync) in one writer thread, so writes overlap the next model call.
+    # Results are accounted in input order.
     with ManifestWriter(summary.manifest) as manifest, \
             tqdm(total=len(todo), unit="img", desc="annotating",
-                 disable=not options.progress) as bar:
-        stream = decoded_stream(todo, options.workers, lookahead)
-        for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
-            for result in process_group(group, detector, label_map, options):
-                _account(result, summary, manifest)
+                 disable=not options.progress) as bar, \
+            ThreadPoolExecutor(max_workers=1) as writer:
+        pending: deque = deque()
+
+        def account(limit: int) -> None:
+            while pending and (len(pending) > limit or pending[0].done()):
+                _account(pending.popleft().result(), summary, manifest)
                 bar.update(1)
+
+        stream = decoded_stream(todo, options.workers, lookahead)
+        try:
+            for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
+                for item in predict_group(group, detector):
+                    pending.append(_done(item) if isinstance(item, _Result)
+                                   else writer.submit(finish_safely, *item, label_map, options))
+                account(lookahead)
+        finally:  # also when interrupted: every label written gets its manifest record
+            account(0)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -13,6 +13,11 @@ def _umask() -> int:
     return mask
 
 
+# Read once: setting the umask to read it is process-wide, and labels are written from a
+# writer thread while other threads may create files.
+_UMASK = _umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Writes ``data`` to a temporary file beside ``path``, syncs it, then renames it.
 
@@ -27,7 +32,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o666 & ~_umask())
+        os.chmod(temp_name, 0o666 & ~_UMASK)
         os.replace(temp_name, path)
     except BaseException:
         if os.path.exists(temp_name):

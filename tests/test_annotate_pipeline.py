@@ -206,3 +206,33 @@ def test_unwritable_xml_folder_is_one_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(annotate.AnnotateError, match="cannot write to the XML folder"):
         annotate_folder(FakeColorDetector(), LABELS, imgs, blocker / "xml", Options(**QUIET))
+
+
+def test_labels_are_written_off_the_model_thread_and_accounted_in_order(tmp_path, monkeypatch):
+    imgs = make_images(tmp_path, 6)
+    events, real_finish = [], annotate.finish_image
+    release, released = threading.Event(), []
+
+    def slow_finish(task, *args):
+        events.append(("write", task.image.name, threading.current_thread().name))
+        if task.image.name == "img0.png":
+            released.append(release.wait(3))  # held until the model has moved on
+        return real_finish(task, *args)
+
+    class Watcher(FakeColorDetector):
+        def predict(self, images):
+            events.append(("model", len(images), threading.current_thread().name))
+            if len(self.batches) == 1:
+                release.set()
+            return super().predict(images)
+
+    monkeypatch.setattr(annotate, "finish_image", slow_finish)
+    summary = annotate_folder(Watcher(max_batch=1), LABELS, imgs, options=Options(**QUIET))
+    assert summary.annotated == 6
+    model_threads = {e[2] for e in events if e[0] == "model"}
+    write_threads = {e[2] for e in events if e[0] == "write"}
+    assert model_threads == {threading.main_thread().name}
+    assert threading.main_thread().name not in write_threads
+    assert released == [True]  # the model ran again while the first label was being written
+    records = [json.loads(line) for line in (imgs / "auto_annotate_manifest.jsonl").open()]
+    assert [r["image"] for r in records] == [f"img{i}.png" for i in range(6)]
