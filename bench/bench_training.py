@@ -98,6 +98,7 @@ def main() -> None:
         write_tfrecords(FLAMES / "train", FLAMES / "train", FLAMES / "label_map.pbtxt",
                         tmp / "train.record", num_shards=4)
         config = bench_config(args.config, str(tmp / "train.record*"), tmp / "bench.config")
+        batch_size = load_pipeline_config(config).train_config.batch_size
         for repeat in range(args.repeats):
             rates["tsoda"].append(tsoda_rate(config, tmp / f"model{repeat}", args.warmup,
                                              args.steps))
@@ -108,7 +109,7 @@ def main() -> None:
     print(f"tsoda / bare: {ratio:.3f} (median of per-repeat ratios)")
     write_results("training", {
         "machine": machine(), "config": args.config.name, "steps": args.steps,
-        "warmup": args.warmup, "batch_size": load_pipeline_config(config).train_config.batch_size,
+        "warmup": args.warmup, "batch_size": batch_size,
         "steps_per_second": {k: {"min": min(v), "median": statistics.median(v), "runs": v}
                              for k, v in rates.items()},
         "tsoda_over_bare": ratio})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -35,8 +36,14 @@ def test_sample_is_30_photos_8_hand_labelled():
 
 
 def test_wheel_ships_the_demo_and_the_schema(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True)
+    had_build = (ROOT / "build").exists()
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                        "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                       check=True)
+    finally:  # setuptools builds in the source tree
+        if not had_build:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     names = set(zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist())
     wanted = {f"tsoda/demo/{p}" for p in _digest(demo.HERE) if not p.endswith(".py")}
     assert wanted - names == set()

@@ -202,11 +202,13 @@ def test_shipped_config_parses_and_maps():
     pipeline = load_pipeline_config(CONFIG)
     assert pipeline.model.ssd.feature_extractor.type == "ssd_efficientnet-lite0_bifpn_keras"
     assert pipeline.train_config.fine_tune_checkpoint_type == "classification"
-    if pipeline.model.ssd.feature_extractor.type not in experiment.EXTRACTORS:
-        pytest.skip("tsoda.experiment does not map ssd_efficientnet-lite0_bifpn_keras yet")
     task = experiment.build_experiment(pipeline, CONFIG).task
     assert task.model.backbone.type == "efficientnet_lite"
     assert task.init_checkpoint_modules == "backbone"
+    # EfficientDet-Lite0: 320 px and ReLU6 throughout, the BiFPN's fusion included
+    assert task.model.input_size[:2] == [320, 320]
+    assert task.model.norm_activation.activation == "relu6"
+    assert task.model.decoder.bifpn.activation == "relu6"
 
 
 # ---- the real weights (PyTorch needed) -------------------------------------------------------
