@@ -22,9 +22,14 @@ def machine() -> dict:
     if Path("/proc/meminfo").is_file():
         first = Path("/proc/meminfo").read_text().splitlines()[0].split()
         memory = f"{int(first[1]) / 2**20:.1f} GiB"
+    cpu = None
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in
+                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else None
     import tensorflow as tf
 
-    return {"platform": platform.platform(), "python": platform.python_version(),
+    return {"platform": platform.platform(), "cpu": cpu, "python": platform.python_version(),
             "cpus": os.cpu_count(), "memory": memory, "tensorflow": tf.__version__}
 
 
