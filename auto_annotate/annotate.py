@@ -260,13 +260,6 @@ def finish_safely(task: Task, image: DecodedImage, detections: Detections,
         return _failed(task, f"cannot write label {task.xml}: {error}")
 
 
-def process_group(group, detector: Detector, label_map: LabelMap,
-                  options: Options) -> Iterator[_Result]:
-    """Runs the detector on one batch and finishes each image, in this thread."""
-    for item in predict_group(group, detector):
-        yield item if isinstance(item, _Result) else finish_safely(*item, label_map, options)
-
-
 def _done(result: _Result) -> Future:
     future: Future = Future()
     future.set_result(result)

@@ -43,7 +43,7 @@ from tiny_models import build_tiny_cnn  # noqa: E402
 
 from auto_annotate.annotate import Options, annotate_folder  # noqa: E402
 from auto_annotate.images import decode_image, list_images  # noqa: E402
-from auto_annotate.label_map import load_label_map  # noqa: E402
+from auto_annotate.label_map import LabelMap, load_label_map  # noqa: E402
 from auto_annotate.model import SavedModelDetector  # noqa: E402
 
 THRESHOLD = 0.3
@@ -76,7 +76,7 @@ def load(model: Path):
     return tf.saved_model.load(str(model)).signatures["serving_default"]
 
 
-def end_to_end(model: Path, label_map: Path, imgs: Path, batch_size: int) -> float:
+def end_to_end(model: Path, label_map: LabelMap, imgs: Path, batch_size: int) -> float:
     """(b): seconds for auto_annotate on the folder, writing into a fresh folder."""
     detector = SavedModelDetector(model, batch_size)
     with tempfile.TemporaryDirectory() as out:

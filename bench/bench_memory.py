@@ -76,14 +76,9 @@ def main() -> None:
                 str(args.batch_size), "--quiet")
             labelling[count] = {"peak_rss_mib": peak, "seconds": seconds}
             print(f"labelling {count:5d} images: peak RSS {peak:7.0f} MiB ({seconds:.0f} s)")
-        from bench_training import bench_config
+        from bench_training import flames_train_config
 
-        from tsoda.tfrecords import write_tfrecords
-
-        write_tfrecords(FLAMES / "train", FLAMES / "train", FLAMES / "label_map.pbtxt",
-                        tmp / "train.record", num_shards=4)
-        config = bench_config(ROOT / "configs" / "efficientdet_lite0_slim.config",
-                              str(tmp / "train.record*"), tmp / "bench.config")
+        config = flames_train_config(ROOT / "configs" / "efficientdet_lite0_slim.config", tmp)
         peak, seconds = peak_of("tsoda", "train", "--pipeline_config_path", str(config),
                                 "--model_dir", str(tmp / "model"), "--num_train_steps",
                                 str(args.train_steps), "--quiet")

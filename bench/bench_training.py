@@ -42,8 +42,13 @@ from tsoda.train import build_model_and_task, train  # noqa: E402
 SUMMARY_EVERY = 10
 
 
-def bench_config(source: Path, records: str, out: Path) -> Path:
-    """The config with our records and no warm start (weights do not change the cost)."""
+def flames_train_config(source: Path, folder: Path) -> Path:
+    """Writes TFRecords of flames/train into ``folder`` and the config reading them, without
+    warm start (weights do not change the cost); returns the config's path."""
+    write_tfrecords(FLAMES / "train", FLAMES / "train", FLAMES / "label_map.pbtxt",
+                    folder / "train.record", num_shards=4)
+    records = str(folder / "train.record*")
+    out = folder / "bench.config"
     pipeline = load_pipeline_config(source)
     pipeline.train_config.fine_tune_checkpoint = ""
     pipeline.train_input_reader.label_map_path = str(FLAMES / "label_map.pbtxt")
@@ -95,9 +100,7 @@ def main() -> None:
     rates = {"tsoda": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_tfrecords(FLAMES / "train", FLAMES / "train", FLAMES / "label_map.pbtxt",
-                        tmp / "train.record", num_shards=4)
-        config = bench_config(args.config, str(tmp / "train.record*"), tmp / "bench.config")
+        config = flames_train_config(args.config, tmp)
         batch_size = load_pipeline_config(config).train_config.batch_size
         for repeat in range(args.repeats):
             rates["tsoda"].append(tsoda_rate(config, tmp / f"model{repeat}", args.warmup,

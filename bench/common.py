@@ -7,8 +7,6 @@ import os
 import platform
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FLAMES = ROOT.parent / "shared" / "data" / "flames"
