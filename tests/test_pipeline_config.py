@@ -115,3 +115,20 @@ def test_descriptor_set_matches_the_proto_source():
     declared |= set(re.findall(r"^\s+[A-Z]\w+ (\w+) = \d+;", source, re.M))
     in_descriptor = {f.name for name in messages for f in message_class(name).DESCRIPTOR.fields}
     assert declared <= in_descriptor and declared
+
+
+def test_gradient_clipping_reaches_the_optimizer():
+    from official.core import config_definitions
+    from official.vision.tasks import retinanet as retinanet_task
+
+    text = _broken("max_number_of_boxes: 20", "max_number_of_boxes: 20 "
+                   "gradient_clipping_by_norm: 2.5")
+    experiment = build_experiment(parse_pipeline_config(text))
+    assert experiment.optimization.as_dict()["optimizer"]["sgd"]["global_clipnorm"] == 2.5
+    optimizer = retinanet_task.RetinaNetTask.create_optimizer(
+        experiment.optimization, config_definitions.RuntimeConfig())
+    assert optimizer.global_clipnorm == pytest.approx(2.5)
+    unclipped = build_experiment(load_pipeline_config(CONFIGS / "pipeline.config"))
+    assert unclipped.optimization.as_dict()["optimizer"]["sgd"]["global_clipnorm"] is None
+    with pytest.raises(PipelineConfigError, match="gradient_clipping_by_norm: must be >= 0"):
+        build_experiment(parse_pipeline_config(text.replace("2.5", "-1")), "x.config")

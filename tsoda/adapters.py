@@ -27,6 +27,13 @@ class ModelGardenTrainer:
         self.initial_checkpoint = train.fine_tune_checkpoint or None
         self._initial_type = train.fine_tune_checkpoint_type or "detection"
 
+    def fingerprint(self) -> str:
+        """The config as parsed and the label map: what identifies this trainer's models."""
+        import hashlib
+
+        text = to_text(self.pipeline) + Path(self.label_map_path).read_text(encoding="utf-8")
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def round_config(self, round_dir: Path, records: str, steps: int,
                      warm_start: str | None) -> Path:
         """Writes the round's pipeline.config and returns its path."""

@@ -26,6 +26,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be integers separated by commas, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"repeats a seed: {text!r}")
+    return seeds
+
+
 def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=_fraction, default=0.9,
                         help="accept detections with score >= this (default 0.9)")
@@ -73,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--work_dir", required=True)
     simulate.add_argument("--test_dir", help="VOC folder to evaluate every model on")
     simulate.add_argument("--label_map_path", help="default: the config's")
+    simulate.add_argument("--seeds", type=_seeds, default=(0,),
+                          help="repeat the whole comparison per seed, e.g. 0,1,2 (default 0)")
+    simulate.add_argument("--review_budget", type=int, default=0,
+                          help="a simulated person verifies the first K images of each "
+                               "round's review queue (default 0)")
     _add_loop_flags(simulate)
     demo = commands.add_parser("demo", help="auto_annotate + a short TSODA run on the bundled "
                                             "flame photos")
@@ -148,11 +164,14 @@ def _parts(args):
 def _simulate(args) -> None:
     from tsoda.simulate import Simulation, simulate
 
+    if args.review_budget < 0:
+        raise ValueError(f"--review_budget must be >= 0, got {args.review_budget}")
     trainer, detectors, label_map = _parts(args)
-    split = Path(args.work_dir) / "split"  # simulate links the hand / hidden parts here
+    split = Path(args.work_dir) / "split"  # replaced per seed by seed<S>/split/{L,U}
     settings = loop_settings(args, labeled_dir=split / "L", unlabeled_dir=split / "U")
     simulate(settings, Simulation(Path(args.dataset_dir), args.labeled_fraction,
-                                  Path(args.test_dir) if args.test_dir else None),
+                                  Path(args.test_dir) if args.test_dir else None,
+                                  seeds=args.seeds, review_budget=args.review_budget),
              trainer, detectors, label_map, progress=not args.quiet)
     print(f"report: {Path(args.work_dir) / 'report' / 'simulate.md'}")
 

@@ -11,3 +11,11 @@ class PipelineConfigError(AnnotateError):
 
 class TrainingError(AnnotateError):
     """Training, export or evaluation cannot proceed (missing checkpoint, empty data...)."""
+
+
+class DivergedError(TrainingError):
+    """Training diverged: the loss became NaN at ``step``."""
+
+    def __init__(self, path, step: int) -> None:
+        super().__init__(path, f"loss is NaN at step {step}; the last checkpoint is kept")
+        self.step = step

@@ -277,6 +277,10 @@ def _optimization(train_config, check: _Checker) -> optimization.OptimizationCon
         spec = {"optimizer": {"type": "adam", "adam": {
             "epsilon": optimizer.adam_optimizer.epsilon}}}
         rate = optimizer.adam_optimizer.learning_rate
+    clip = train_config.gradient_clipping_by_norm
+    check.require(clip >= 0, "train_config.gradient_clipping_by_norm", "must be >= 0")
+    if clip > 0:  # Model Garden clips the global norm of all gradients together
+        spec["optimizer"][spec["optimizer"]["type"]]["global_clipnorm"] = clip
     return optimization.OptimizationConfig({**spec, **_learning_rate(rate, field, check)})
 
 

@@ -93,12 +93,14 @@ class TsodaLoop:
     def __init__(self, settings: LoopSettings, trainer: Trainer,
                  detector_factory: Callable[[Path], object], label_map: LabelMap,
                  evaluate: Callable | None = None, progress: bool = True,
-                 echo: Callable[[str], None] = print) -> None:
+                 echo: Callable[[str], None] = print,
+                 after_round: Callable[[TsodaLoop, int], None] | None = None) -> None:
         from tsoda.evaluate import evaluate_pairs
 
         settings.validate()
         self.settings, self.trainer, self.label_map = settings, trainer, label_map
         self.detector_factory, self.progress, self.echo = detector_factory, progress, echo
+        self.after_round = after_round  # called (again after a restart) once a round is done
         self.evaluate = evaluate or evaluate_pairs
         self.work = Path(settings.work_dir)
         self.labels_dir = self.work / "labels"
@@ -295,6 +297,9 @@ class TsodaLoop:
         """Runs (or continues) the loop; returns why it stopped."""
         self._initialize()
         while True:
+            done = [r.round for r in self.journal.rounds() if r.done]
+            if done and self.after_round is not None:
+                self.after_round(self, done[-1])
             self._sync_reviews()
             unfinished = [r for r in self.journal.rounds() if not r.done]
             if unfinished:

@@ -1,26 +1,44 @@
 """``tsoda simulate``: what the loop is worth, measured on a fully labelled VOC folder.
 
-A seeded random fraction of the images keeps its labels (the hand labels); the others are
-offered to the loop as unlabelled, their labels hidden. After the loop, each round's
-accepted labels are compared with the hidden truth (precision and recall at IoU >= 0.5),
-each round's model is evaluated on the test folder, and two baselines are trained with the
-same total steps: the hand labels alone, and all the labels. The user's folders are only
-read: the split is made of symbolic links (copies where links are not possible).
+For each seed, a seeded random fraction of the images keeps its labels (the hand labels);
+the others are offered to the loop as unlabelled, their labels hidden. After the loop, each
+round's labels are scored against the hidden truth over the whole unlabelled pool (see
+tsoda/label_effort.py), each round's model is evaluated on the test folder, and baselines are
+trained on the same schedule (the loop's per-round steps, each round warm-started from the one
+before): the hand images the loop trained on, and all labels (the same images with the hidden
+labels revealed). With a review budget, a simulated person verifies the first K images of each
+round's review queue, and a "person alone" baseline gets as many randomly chosen images.
+
+Work dir layout: ``seed<S>/split`` (links into the dataset), ``seed<S>/loop-<key>`` (one
+loop per loop setting, so runs with other settings share the rest) and
+``seed<S>/baselines/<name>-<key>`` (cached: reused by every later run with the same
+config, schedule, images and seed). A training that diverges is recorded in its folder
+(``diverged.json``) and reported as such; the rest of the experiment goes on. Delete that
+file to try the training again. The user's folders are only read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import random
 import shutil
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
 
 from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_text
+from tsoda.errors import DivergedError
+from tsoda.label_effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
 from tsoda.loop import LoopSettings, TsodaLoop, split_ids
+
+DIVERGED = "diverged.json"
+DONE = "result.json"
+NUMERIC = ("test_map50", "test_map50_95", "label_precision", "label_recall",
+           "labelled_share", "edits_per_box", "false_background", "minutes")
 
 
 def _link(source: Path, target: Path) -> None:
@@ -50,66 +68,6 @@ def make_split(dataset_dir: Path, out: Path, fraction: float, seed: int) -> tupl
     return out / "L", out / "U"
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of pixel xyxy boxes."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def match_boxes(predicted: voc.VocAnnotation, truth: voc.VocAnnotation,
-                threshold: float = 0.5) -> int:
-    """True positives: predicted boxes matched one-to-one (greedy, by IoU, same class name)
-    to truth boxes with IoU >= threshold."""
-    matched = 0
-    for name in {o.name.lower() for o in predicted.objects}:
-        pred = np.array([o.box for o in predicted.objects if o.name.lower() == name]).reshape(-1, 4)
-        true = np.array([o.box for o in truth.objects if o.name.lower() == name]).reshape(-1, 4)
-        if not len(pred) or not len(true):
-            continue
-        overlaps = _iou(pred, true)
-        while overlaps.size and overlaps.max() >= threshold:
-            i, j = np.unravel_index(overlaps.argmax(), overlaps.shape)
-            matched += 1
-            overlaps[i, :], overlaps[:, j] = -1, -1
-    return matched
-
-
-@dataclass
-class LabelQuality:
-    """Accepted labels of one round against the hidden truth (IoU >= 0.5)."""
-
-    images: int = 0
-    predicted: int = 0
-    truth: int = 0
-    matched: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.matched / self.predicted if self.predicted else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.matched / self.truth if self.truth else 0.0
-
-
-def label_quality(journal, dataset_dir: Path) -> dict[int, LabelQuality]:
-    """Per round: the accepted auto labels against the dataset's own (hidden) labels."""
-    result: dict[int, LabelQuality] = {}
-    for row in journal.images("auto"):
-        predicted = voc.read_voc(row.xml)
-        truth = voc.read_voc(Path(dataset_dir) / (Path(row.image).stem + ".xml"))
-        quality = result.setdefault(row.round, LabelQuality())
-        quality.images += 1
-        quality.predicted += len(predicted.objects)
-        quality.truth += len(truth.objects)
-        quality.matched += match_boxes(predicted, truth)
-    return result
-
-
 @dataclass(frozen=True)
 class Simulation:
     """Everything ``simulate`` needs besides the loop settings."""
@@ -117,71 +75,266 @@ class Simulation:
     dataset_dir: Path
     labeled_fraction: float
     test_dir: Path | None
+    seeds: tuple[int, ...] = (0,)
+    review_budget: int = 0
 
 
-def _baseline(name: str, pairs, steps: int, work: Path, trainer, label_map) -> Path:
-    from tsoda.tfrecords import write_tfrecords_for_pairs
-
-    folder = work / f"baseline_{name}"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not list(folder.glob("train.record*")):
-        write_tfrecords_for_pairs(pairs, label_map, folder / "train.record")
-    checkpoint = trainer.train(folder, str(folder / "train.record*"), steps,
-                               trainer.initial_checkpoint)
-    return trainer.export(folder, checkpoint)
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _map(evaluate, detector_factory, saved_model, label_map, test_pairs) -> tuple[str, str]:
-    if not test_pairs:
-        return "", ""
-    metrics = evaluate(detector_factory(Path(saved_model)), label_map, test_pairs)
-    return f"{metrics.map50:.4f}", f"{metrics.map50_95:.4f}"
+def _fingerprint(trainer) -> str:
+    """What identifies the trainer's models besides data and steps (its config)."""
+    fingerprint = getattr(trainer, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else type(trainer).__name__
+
+
+class _Seed:
+    """One seed's comparison: the loop, its label effort, and the baselines."""
+
+    def __init__(self, settings: LoopSettings, simulation: Simulation, seed: int, parts):
+        self.simulation, self.seed = simulation, seed
+        self.trainer, self.detector_factory, self.label_map, self.evaluate, self.echo = parts
+        self.folder = Path(settings.work_dir) / f"seed{seed}"
+        labeled, unlabeled = make_split(simulation.dataset_dir, self.folder / "split",
+                                        simulation.labeled_fraction, seed)
+        loop_settings = replace(settings, labeled_dir=labeled, unlabeled_dir=unlabeled, seed=seed)
+        key = _key({k: str(v) for k, v in loop_settings.__dict__.items() if k != "work_dir"},
+                   simulation.review_budget, _fingerprint(self.trainer))
+        self.settings = replace(loop_settings, work_dir=self.folder / f"loop-{key}")
+
+    def truth(self, image_id: str) -> voc.VocAnnotation:
+        return voc.read_voc(self.simulation.dataset_dir / (Path(image_id).stem + ".xml"))
+
+    def test_pairs(self, loop: TsodaLoop) -> list[tuple[Path, Path]]:
+        if self.simulation.test_dir:
+            return voc.voc_pairs(self.simulation.test_dir)
+        return loop._pairs("test", ("hand",))
+
+    def score(self, saved_model, test_pairs) -> dict:
+        if not test_pairs:
+            return {"test_map50": "", "test_map50_95": ""}
+        metrics = self.evaluate(self.detector_factory(Path(saved_model)), self.label_map,
+                                test_pairs)
+        return {"test_map50": f"{metrics.map50:.4f}", "test_map50_95": f"{metrics.map50_95:.4f}"}
+
+    # ----- the loop
+    def run_loop(self, progress: bool) -> TsodaLoop:
+        reviewer = _Reviewer(self, self.simulation.review_budget) \
+            if self.simulation.review_budget else None
+        loop = TsodaLoop(self.settings, self.trainer, self.detector_factory, self.label_map,
+                         self.evaluate, progress, self.echo, after_round=reviewer)
+        marker = self.settings.work_dir / DIVERGED
+        if not marker.is_file():
+            try:
+                loop.run()
+            except DivergedError as error:
+                atomic_write_text(marker, json.dumps({"step": error.step, "error": str(error)}))
+                self.echo(f"seed {self.seed}: the loop diverged: {error}")
+        return loop
+
+    def loop_rows(self, loop: TsodaLoop, test_pairs) -> list[dict]:
+        rows, total = [], 0
+        pool = loop.journal.images("auto") + loop.journal.images("unlabelled") + \
+            [r for r in loop.journal.images("verified") if r.id.startswith("U/")]
+        reviewed = _reviewed(loop)
+        for r in loop.journal.rounds():
+            total += r.steps
+            row = {"seed": self.seed, "run": f"loop round {r.round}", "steps": total,
+                   "accepted": r.accepted if r.done else "", "reviewed": len(reviewed(r.round))}
+            if not r.done:
+                rows.append({**row, "note": _diverged_note(self.settings.work_dir)})
+                continue
+            effort, quality = self.effort(pool, r.round, reviewed(r.round))
+            rows.append({**row, **quality, **_effort_columns(effort),
+                         **self.score(r.saved_model, test_pairs),
+                         "minutes": f"{r.seconds / 60:.1f}", "note": ""})
+        done = [row for row in rows if row["note"] == ""]
+        if done:  # seeds may stop after different rounds: their last models side by side
+            rows.append({**done[-1], "run": "loop final", "note": rows[-1]["note"]})
+        return rows
+
+    def effort(self, pool, number: int, reviewed: set[str]) -> tuple[Effort, dict]:
+        """The pool after round ``number``: labels of rounds <= number; reviewed images done."""
+        effort, accepted = Effort(), Effort()
+        for row in pool:
+            truth = self.truth(row.id)
+            if row.id in reviewed:
+                effort.add(Effort(hidden=len(truth.objects), labelled=len(truth.objects)))
+                continue
+            labelled = row.status == "auto" and row.round is not None and row.round <= number
+            image = image_effort(voc.read_voc(row.xml) if labelled else None, truth)
+            effort.add(image)
+            if labelled:
+                accepted.add(image)
+        precision = accepted.labelled / accepted.labels if accepted.labels else 0.0
+        recall = accepted.labelled / accepted.hidden if accepted.hidden else 0.0
+        return effort, {"label_precision": f"{precision:.3f}", "label_recall": f"{recall:.3f}"}
+
+    # ----- the baselines
+    def baseline(self, name: str, pairs, schedule: list[int], test_pairs) -> dict:
+        images = sorted(str(image) for image, _ in pairs)
+        folder = self.folder / "baselines" / \
+            f"{name}-{_key(_fingerprint(self.trainer), schedule, images, self.seed)}"
+        row = {"seed": self.seed, "run": f"baseline {name}", "steps": sum(schedule),
+               "accepted": len(pairs), "reviewed": "", "note": ""}
+        if (folder / DONE).is_file():
+            return {**row, **json.loads((folder / DONE).read_text())}
+        if (folder / DIVERGED).is_file():
+            return {**row, "note": _diverged_note(folder)}
+        try:
+            saved_model = self._train_chain(folder, pairs, schedule)
+        except DivergedError as error:
+            atomic_write_text(folder / DIVERGED, json.dumps({"step": error.step,
+                                                             "error": str(error)}))
+            self.echo(f"seed {self.seed}: baseline {name} diverged: {error}")
+            return {**row, "note": _diverged_note(folder)}
+        result = self.score(saved_model, test_pairs)
+        atomic_write_text(folder / DONE, json.dumps(result))
+        return {**row, **result}
+
+    def _train_chain(self, folder: Path, pairs, schedule: list[int]) -> Path:
+        """The loop's schedule without its labels: stage k warm-starts from stage k - 1."""
+        from tsoda.tfrecords import write_tfrecords_for_pairs
+
+        folder.mkdir(parents=True, exist_ok=True)
+        if not list(folder.glob("train.record*")):
+            write_tfrecords_for_pairs(pairs, self.label_map, folder / "train.record")
+        checkpoint, stage = self.trainer.initial_checkpoint, folder
+        for number, steps in enumerate(schedule, 1):
+            stage = folder / f"stage{number}"
+            stage.mkdir(exist_ok=True)
+            checkpoint = self.trainer.train(stage, str(folder / "train.record*"), steps,
+                                            checkpoint)
+        return self.trainer.export(stage, checkpoint)
+
+    def baselines(self, loop: TsodaLoop, test_pairs) -> list[dict]:
+        schedule = [r.steps for r in loop.journal.rounds()]
+        if not schedule:
+            return []
+        hand = loop._pairs("train", ("hand",))
+        held_out = {Path(image).name for image, _ in loop._pairs("test", ("hand",))}
+        everything = [(image, xml) for image, xml in voc.voc_pairs(self.simulation.dataset_dir)
+                      if image.name not in held_out]
+        runs = [("hand_only", hand), ("all_labels", everything)]
+        reviewed = len(_reviewed(loop)(len(schedule)))
+        if reviewed:
+            pool = sorted(r.id for r in loop.journal.images() if r.id.startswith("U/"))
+            chosen = random.Random(f"{self.seed}/person").sample(pool, min(reviewed, len(pool)))
+            extra = [(self.simulation.dataset_dir / Path(i).name,
+                      self.simulation.dataset_dir / (Path(i).stem + ".xml")) for i in chosen]
+            runs.append(("person_alone", hand + extra))
+        return [self.baseline(name, pairs, schedule, test_pairs) for name, pairs in runs]
+
+
+def _effort_columns(effort: Effort) -> dict:
+    return {"labelled_share": f"{effort.labelled_share:.3f}",
+            "edits_per_box": f"{effort.edits_per_box:.3f}",
+            "false_background": f"{effort.false_background_rate:.3f}"}
+
+
+def _diverged_note(folder: Path) -> str:
+    marker = Path(folder) / DIVERGED
+    if not marker.is_file():
+        return "unfinished"
+    return f"diverged at step {json.loads(marker.read_text())['step']}"
+
+
+def _reviewed(loop: TsodaLoop):
+    """round -> the image ids the simulated person reviewed in rounds <= round."""
+    def upto(number: int) -> set[str]:
+        return {i for n in range(1, number + 1)
+                for i in loop.journal.get_meta(f"reviewed/{n}") or []}
+    return upto
+
+
+class _Reviewer:
+    """A simulated person: after each round, verifies the first K images of the review
+    queue by writing their hidden labels as verified LabelImg files."""
+
+    def __init__(self, seed: _Seed, budget: int) -> None:
+        self.seed, self.budget = seed, budget
+
+    def __call__(self, loop: TsodaLoop, number: int) -> None:
+        from tsoda.report import review_queue
+
+        key = f"reviewed/{number}"
+        if loop.journal.get_meta(key) is not None:
+            return
+        rows = {r.id: r for r in loop.journal.images()}
+        chosen = [q["image"] for q in review_queue(loop.journal)
+                  if rows[q["image"]].status in ("auto", "unlabelled")][:self.budget]
+        for image_id in chosen:
+            truth = self.seed.truth(image_id)
+            voc.write_voc(rows[image_id].xml, replace(truth, verified=True))
+        loop.journal.set_meta(key, chosen)
 
 
 def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_factory,
              label_map, evaluate=None, progress: bool = True, echo=print) -> list[dict]:
-    """Runs the loop on a hidden-label split, then the baselines; writes the report."""
-    from dataclasses import replace
+    """Runs the comparison for every seed; writes and prints the per-seed and summary tables.
 
+    Returns the per-seed rows (the summary is derived from them by :func:`summarize`).
+    """
     from tsoda.evaluate import evaluate_pairs
 
-    evaluate = evaluate or evaluate_pairs
-    work = Path(settings.work_dir)
-    labeled, unlabeled = make_split(simulation.dataset_dir, work / "split",
-                                    simulation.labeled_fraction, settings.seed)
-    loop = TsodaLoop(replace(settings, labeled_dir=labeled, unlabeled_dir=unlabeled,
-                             work_dir=work / "loop"), trainer, detector_factory, label_map,
-                     evaluate, progress, echo)
-    loop.run()
-    test_pairs = voc.voc_pairs(simulation.test_dir) if simulation.test_dir else []
-    quality = label_quality(loop.journal, simulation.dataset_dir)
-    rows, total = [], 0
-    for r in (r for r in loop.journal.rounds() if r.done):
-        total += r.steps
-        q = quality.get(r.round, LabelQuality())
-        map50, map50_95 = _map(evaluate, detector_factory, r.saved_model, label_map, test_pairs)
-        rows.append({"run": f"loop round {r.round}", "steps": total, "accepted": r.accepted,
-                     "label_precision": f"{q.precision:.3f}", "label_recall": f"{q.recall:.3f}",
-                     "test_map50": map50, "test_map50_95": map50_95,
-                     "minutes": f"{r.seconds / 60:.1f}"})
-    for name, pairs in (("hand_only", voc.voc_pairs(labeled)), ("all_labels",
-                                                          voc.voc_pairs(simulation.dataset_dir))):
-        saved = _baseline(name, pairs, total, work, trainer, label_map)
-        map50, map50_95 = _map(evaluate, detector_factory, saved, label_map, test_pairs)
-        rows.append({"run": f"baseline {name}", "steps": total, "accepted": len(pairs),
-                     "label_precision": "", "label_recall": "", "test_map50": map50,
-                     "test_map50_95": map50_95, "minutes": ""})
-    _write(rows, work / "report")
-    for row in rows:
-        echo(" | ".join(str(v) for v in row.values()))
+    parts = (trainer, detector_factory, label_map, evaluate or evaluate_pairs, echo)
+    rows = []
+    for seed in simulation.seeds:
+        one = _Seed(settings, simulation, seed, parts)
+        loop = one.run_loop(progress)
+        test_pairs = one.test_pairs(loop)
+        seed_rows = one.loop_rows(loop, test_pairs) + one.baselines(loop, test_pairs)
+        _write_table(seed_rows, one.settings.work_dir / "report" / "simulate")
+        rows += seed_rows
+    summary = summarize(rows)
+    report = Path(settings.work_dir) / "report"
+    _write_table(rows, report / "simulate_runs")
+    _write_table(summary, report / "simulate")
+    for line in _markdown(summary).splitlines():
+        echo(line)
     return rows
 
 
-def _write(rows: list[dict], folder: Path) -> None:
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per run name: mean ± sd over the seeds that finished it, and how many did."""
+    names = list(dict.fromkeys(row["run"] for row in rows))
+    summary = []
+    for name in names:
+        group = [row for row in rows if row["run"] == name]
+        finished = [row for row in group if row.get("test_map50", "") != "" or
+                    row.get("label_precision", "") != ""]
+        out = {"run": name, "seeds": f"{len(finished)}/{len(group)}",
+               "steps": group[0]["steps"] if len({r["steps"] for r in group}) == 1 else
+               "/".join(str(r["steps"]) for r in group)}
+        for column in NUMERIC:
+            out[column] = _mean_sd([float(row[column]) for row in finished
+                                    if row.get(column, "") != ""])
+        notes = sorted({f"seed {row['seed']}: {row['note']}" for row in group if row.get("note")})
+        out["note"] = "; ".join(notes)
+        summary.append(out)
+    return summary
+
+
+def _markdown(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write_table(rows: list[dict], stem: Path) -> None:
     from tsoda.report import to_csv
 
-    columns = list(rows[0]) if rows else []
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
-    atomic_write_text(folder / "simulate.md", "\n".join(lines) + "\n")
-    atomic_write_text(folder / "simulate.csv", to_csv(rows, columns))
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    atomic_write_text(stem.with_suffix(".md"), _markdown(rows))
+    atomic_write_text(stem.with_suffix(".csv"),
+                      to_csv([{c: row.get(c, "") for c in columns} for row in rows], columns))

@@ -18,7 +18,7 @@ import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
-from tsoda.errors import TrainingError
+from tsoda.errors import DivergedError, TrainingError
 from tsoda.experiment import Experiment, build_experiment
 from tsoda.pipeline_config import load_pipeline_config, to_text
 from tsoda.warm_start import is_saved_model, restore_from_saved_model
@@ -143,8 +143,7 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
                 window = (time.perf_counter(), step)
                 bar.set_postfix(loss=f"{loss:.3f}", steps_per_s=f"{rate:.2f}")
                 if loss != loss:  # NaN
-                    raise TrainingError(model_dir, f"loss is NaN at step {step}; the last "
-                                                   "checkpoint is kept")
+                    raise DivergedError(model_dir, step)
             if step % checkpoint_every == 0 and step < steps:
                 manager.save(checkpoint_number=step)
     seconds = time.perf_counter() - start
