@@ -198,7 +198,8 @@ def build_example(image: EncodedImage, objects: RecordObjects, filename: str,
         "image/object/class/label": _ints(objects.class_ids),
         "image/object/difficult": _ints(int(d) for d in objects.difficult),
         "image/object/area": _floats(area),
-        "image/object/is_crowd": _ints([0] * len(objects.class_ids)),
+        # difficult objects are ignore regions in training (tsoda/ignore_regions.py)
+        "image/object/is_crowd": _ints(int(d) for d in objects.difficult),
     }
     for column, key in enumerate(("xmin", "ymin", "xmax", "ymax")):
         feature[f"image/object/bbox/{key}"] = _floats(normalized[:, column])

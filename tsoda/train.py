@@ -55,10 +55,14 @@ def write_resolved_configs(model_dir: Path, pipeline, experiment: Experiment) ->
 
 
 def build_model_and_task(experiment: Experiment):
-    """(task, model) from an experiment; importing tsoda.bifpn registered our decoder."""
-    from official.vision.tasks import retinanet as retinanet_task
+    """(task, model) from an experiment; importing tsoda.bifpn registered our decoder.
 
-    task = retinanet_task.RetinaNetTask(experiment.task)
+    The task is Model Garden's RetinaNet task with ignore regions (difficult VOC objects) in
+    its training input: tsoda/ignore_regions.py.
+    """
+    from tsoda.ignore_regions import TsodaRetinaNetTask
+
+    task = TsodaRetinaNetTask(experiment.task)
     return task, task.build_model()
 
 
