@@ -18,7 +18,8 @@ def main(root: Path, work: Path, sleep_in: str | None) -> None:
     trainer = FakeTrainer(root / "calls.jsonl", sleep_in="train" if sleep_in == "train" else None)
     factory = (lambda path: RoundDetector(path, marker)) if sleep_in == "label" else RoundDetector
     settings = LoopSettings(labeled_dir=root / "L", unlabeled_dir=root / "U", work_dir=work,
-                            threshold=0.9, initial_steps=100, step_increment=50,
+                            threshold=0.9, uncertain_threshold=0.5, ignore_regions=False,
+                            initial_steps=100, step_increment=50,
                             max_steps=180, test_fraction=0.25, seed=3)
     TsodaLoop(settings, trainer, factory, parse_label_map(LABEL_MAP), progress=False).run()
 

@@ -20,7 +20,8 @@ LABELS = parse_label_map(LABEL_MAP)
 def settings(root: Path, **overrides) -> LoopSettings:
     labeled, unlabeled = root / "L", root / "U"
     values = {"labeled_dir": labeled, "unlabeled_dir": unlabeled, "work_dir": root / "W",
-              "threshold": 0.9, "initial_steps": 100, "step_increment": 50, "max_steps": 180,
+              "threshold": 0.9, "uncertain_threshold": 0.5, "ignore_regions": False,
+              "initial_steps": 100, "step_increment": 50, "max_steps": 180,
               "test_fraction": 0.25, "seed": 3, **overrides}
     return LoopSettings(**values)
 
@@ -46,7 +47,7 @@ def test_rounds_accept_confident_images_and_stop_when_nothing_new(data):
     tsoda = make_loop(data)
     assert tsoda.run() == "round 3 accepted nothing new"
     rounds = tsoda.journal.rounds()
-    assert [(r.round, r.accepted, r.held_back) for r in rounds] == [(1, 4, 2), (2, 4, 0),
+    assert [(r.round, r.accepted, r.held_back) for r in rounds] == [(1, 4, 4), (2, 4, 0),
                                                                     (3, 0, 0)]
     assert tsoda.journal.counts() == {"hand": 5, "verified": 0, "auto": 8, "unlabelled": 1}
     assert {"L": digest(data / "L"), "U": digest(data / "U")} == before  # never modified
@@ -60,7 +61,8 @@ def test_rounds_accept_confident_images_and_stop_when_nothing_new(data):
     report = data / "W" / "report"
     assert {p.name for p in report.iterdir()} >= {"rounds.md", "rounds.csv", "map.png",
                                                   "remaining.png", "review_queue.csv"}
-    assert "| 1 | 100 | 5 | 0 | 4 | 4 | 2 | 5 |" in (report / "rounds.md").read_text()
+    assert "| 1 | 100 | 5 | 0 | 4 | 4 | 4 | 5 | 0.900 | 0.500 |  |" in \
+        (report / "rounds.md").read_text()
     assert rounds[0].metrics["hand"]["map50"] == pytest.approx(1.0)
 
 
@@ -71,9 +73,15 @@ def test_only_detections_at_or_above_the_threshold_become_labels(data):
     assert sorted(auto) == [f"U/red{i}.png" for i in range(4)]
     assert all(r.boxes == 1 and r.min_score == pytest.approx(0.95) for r in auto.values())
     held = tsoda.journal.get_meta("held_back/1")
-    assert sorted(image for image, _ in held) == ["U/mixed0.png", "U/mixed1.png"]
+    assert sorted(image for image, _ in held) == ["U/blue0.png", "U/blue1.png", "U/mixed0.png",
+                                                  "U/mixed1.png"]
     queue = (data / "W" / "report" / "review_queue.csv").read_text().splitlines()
     assert queue[1].startswith("1,U/mixed0.png,held back")  # uncertain images come first
+    # held-back images carry their detections as suggestions, not labels
+    suggested = voc.read_voc(data / "W" / "labels" / "mixed0.xml")
+    assert [(o.name, o.difficult) for o in suggested.objects] == [("flame", True),
+                                                                   ("smoke", True)]
+    assert {r.id for r in tsoda.journal.images("unlabelled")} >= {"U/mixed0.png", "U/blue0.png"}
 
 
 def test_without_the_uncertain_band_partly_detected_images_are_accepted(data):
@@ -103,13 +111,13 @@ def test_split_is_seeded_random_and_keeps_the_ratio(count, fraction, expected):
         assert len(draws) > 3  # depends on the seed, not on directory order
 
 
-def test_hand_and_auto_splits_follow_test_fraction(data):
+def test_hand_labels_split_by_test_fraction_and_every_accepted_image_trains(data):
     tsoda = make_loop(data, test_fraction=0.25)
     tsoda.run()
     hand = tsoda.journal.images("hand")
     assert sum(r.split == "test" for r in hand) == round(5 * 0.25)
-    round1 = [r for r in tsoda.journal.images("auto") if r.round == 1]
-    assert sum(r.split == "test" for r in round1) == 1  # 4 accepted * 0.25
+    auto = tsoda.journal.images("auto")
+    assert auto and all(r.split == "train" for r in auto)  # auto labels are not test truth
 
 
 def test_verified_files_become_hand_labels_and_are_never_overwritten(data):
@@ -228,3 +236,41 @@ def test_sigkill_then_the_same_command_continues(data, tmp_path, stage):
     trained = [c["round_dir"][-2:] for c in FakeTrainer(data / "calls.jsonl").calls()
                if c["call"] == "train"]
     assert trained == ["01", "02", "03"]  # killed training left no record; nothing retrained
+
+
+def test_with_ignore_regions_uncertain_detections_are_written_as_difficult_objects(data):
+    tsoda = make_loop(data, max_rounds=1, ignore_regions=True)
+    tsoda.run()
+    auto = {r.id: r for r in tsoda.journal.images("auto")}
+    assert sorted(auto) == ["U/mixed0.png", "U/mixed1.png"] + [f"U/red{i}.png" for i in range(4)]
+    labels = voc.read_voc(data / "W" / "labels" / "mixed0.xml")
+    assert [(o.name, o.difficult) for o in labels.objects] == [("flame", False),
+                                                               ("smoke", True)]
+    assert auto["U/mixed0.png"].boxes == 1  # the region is not counted as a label
+    held = sorted(image for image, _ in tsoda.journal.get_meta("held_back/1"))
+    assert held == ["U/blue0.png", "U/blue1.png"]  # nothing confident: held, with suggestions
+
+
+def test_thresholds_are_chosen_from_the_hand_test_when_not_given(data):
+    tsoda = make_loop(data, max_rounds=1, threshold=None, uncertain_threshold=None,
+                      min_holdout_boxes=1)
+    lines = []
+    tsoda.echo = lines.append
+    tsoda.run()
+    chosen = tsoda.journal.get_meta("thresholds/1")
+    # the hand test image's red box is found at 0.95: precision 1 there, recall reached there
+    assert (chosen["accept"], chosen["uncertain"]) == (pytest.approx(0.95), pytest.approx(0.95))
+    assert chosen["source"] == "hand test, 1 boxes" and chosen["precision"] == 1.0
+    assert any(line.startswith("round 1: accept >= 0.950") for line in lines)
+    assert "| 0.950 | 0.950 | 1.00 |" in (data / "W" / "report" / "rounds.md").read_text()
+
+
+def test_too_few_hand_test_boxes_fall_back_to_the_count_prior_and_say_so(data):
+    tsoda = make_loop(data, max_rounds=1, threshold=None, uncertain_threshold=None)
+    tsoda.run()
+    chosen = tsoda.journal.get_meta("thresholds/1")
+    assert chosen["source"] == ("count prior 1.00 boxes per image (the hand test has 1 boxes, "
+                                "fewer than 10)")
+    # 9 pool images x 1 box: the 9th best of 6 red (0.95) and 4 blue (0.7) detections
+    assert chosen["accept"] == pytest.approx(0.7)
+    assert len(tsoda.journal.images("auto")) == 8

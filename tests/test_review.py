@@ -47,3 +47,51 @@ def test_labelimg_opens_our_labels(tmp_path, monkeypatch):
     finally:
         window.close()
         app.processEvents()
+
+
+def _queue(tmp_path, names: list[str]):
+    imgs, xml = tmp_path / "U", tmp_path / "W" / "labels"
+    for name in sorted(set(names)):
+        save(imgs / name, draw((60, 40), [(RED, (5, 5, 20, 20))]))
+    xml.mkdir(parents=True)
+    (xml / "predefined_classes.txt").write_text("flame\nsmoke\n")
+    voc.write_voc(xml / "b.xml", voc.VocAnnotation("b.png", 60, 40, objects=(
+        voc.VocObject("flame", (4.0, 4.0, 20.0, 20.0), difficult=True),)))
+    queue = tmp_path / "W" / "report" / "review_queue.csv"
+    queue.parent.mkdir(parents=True)
+    lines = ["round,image,status,boxes,min_score,max_score,split,path,xml"]
+    lines += [f"1,U/{n},auto,1,0.5,0.5,train,{imgs / n},{xml / n.replace('.png', '.xml')}"
+              for n in names]
+    queue.write_text("\n".join(lines) + "\n")
+    return queue, imgs, xml
+
+
+def test_the_review_queue_is_read_in_order_once_each(tmp_path):
+    queue, imgs, xml = _queue(tmp_path, ["c.png", "a.png", "b.png", "a.png"])
+    (imgs / "b.png").unlink()
+    order, folder = review.read_queue(queue)
+    assert order == [imgs / "c.png", imgs / "a.png"] and folder == xml
+    (tmp_path / "bad.csv").write_text("round,image\n1,x\n")
+    with pytest.raises(AnnotateError, match="needs 'path' and 'xml' columns"):
+        review.read_queue(tmp_path / "bad.csv")
+    with pytest.raises(AnnotateError, match="cannot read the review queue"):
+        review.read_queue(tmp_path / "missing.csv")
+
+
+def test_labelimg_shows_the_queue_in_queue_order_with_suggestions(tmp_path, monkeypatch):
+    pytest.importorskip("labelImg.labelImg", reason="LabelImg not installed")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    queue, imgs, _xml = _queue(tmp_path, ["c.png", "b.png", "a.png"])
+    order, folder = review.read_queue(queue)
+    app, window = review.start(review.prepare(order[0].parent, folder), order)
+    try:
+        app.processEvents()
+        assert window.m_img_list == [str(imgs / n) for n in ("c.png", "b.png", "a.png")]
+        assert window.file_path == str(imgs / "c.png")  # not a.png, LabelImg's first by name
+        window.open_next_image()
+        assert window.file_path == str(imgs / "b.png")
+        # a held-back image's suggestion is shown, marked difficult, as an editable box
+        assert [(s.label, s.difficult) for s in window.canvas.shapes] == [("flame", True)]
+    finally:
+        window.close()
+        app.processEvents()

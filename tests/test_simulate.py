@@ -51,7 +51,8 @@ def test_match_boxes_is_one_to_one_at_iou_half():
 
 def _settings(work: Path, **changes) -> LoopSettings:
     values = dict(labeled_dir=work / "split" / "L", unlabeled_dir=work / "split" / "U",
-                  work_dir=work, threshold=0.9, initial_steps=10, step_increment=5,
+                  work_dir=work, threshold=0.9, uncertain_threshold=0.5,
+                  ignore_regions=False, initial_steps=10, step_increment=5,
                   max_steps=100, test_fraction=0.0, seed=0)
     return LoopSettings(**{**values, **changes})
 

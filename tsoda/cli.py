@@ -38,11 +38,20 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", type=_fraction, default=0.9,
-                        help="accept detections with score >= this (default 0.9)")
-    parser.add_argument("--uncertain_threshold", type=_fraction, default=0.5,
-                        help="hold back images with a detection in [this, threshold) "
-                             "(default 0.5; equal to --threshold to accept them)")
+    parser.add_argument("--threshold", type=_fraction,
+                        help="accept detections with score >= this (default: chosen each "
+                             "round: the lowest score reaching --target_precision on the "
+                             "hand test split)")
+    parser.add_argument("--uncertain_threshold", type=_fraction,
+                        help="detections in [this, threshold) are uncertain (default: "
+                             "chosen each round: the score reaching --target_recall)")
+    parser.add_argument("--target_precision", type=_fraction, default=0.9)
+    parser.add_argument("--target_recall", type=_fraction, default=0.9)
+    parser.add_argument("--min_holdout_boxes", type=int, default=10,
+                        help="fewer hand test boxes: thresholds from the count prior")
+    parser.add_argument("--no_ignore_regions", dest="ignore_regions", action="store_false",
+                        help="hold back images with uncertain detections instead of writing "
+                             "them as ignore regions (difficult objects)")
     parser.add_argument("--initial_steps", type=_positive, default=2500)
     parser.add_argument("--step_increment", type=int, default=1500)
     parser.add_argument("--max_steps", type=_positive, default=8500)
@@ -144,7 +153,9 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
         labeled_dir=Path(labeled_dir or args.labeled_dir),
         unlabeled_dir=Path(unlabeled_dir or args.unlabeled_dir),
         work_dir=Path(args.work_dir), threshold=args.threshold,
-        uncertain_threshold=args.uncertain_threshold, initial_steps=args.initial_steps,
+        uncertain_threshold=args.uncertain_threshold, target_precision=args.target_precision,
+        target_recall=args.target_recall, min_holdout_boxes=args.min_holdout_boxes,
+        ignore_regions=args.ignore_regions, initial_steps=args.initial_steps,
         step_increment=args.step_increment, max_steps=args.max_steps,
         max_rounds=args.max_rounds, test_fraction=args.test_fraction, seed=args.seed)
 

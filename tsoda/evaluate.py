@@ -32,6 +32,10 @@ class Metrics:
     boxes: int
     per_class_map50: dict[str, float] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # (score, true positive at IoU 0.5) per detection, and the boxes they were matched
+    # against (difficult ones left out): what tsoda/thresholds.py chooses thresholds from
+    score_table: list[tuple[float, bool]] = field(default_factory=list, repr=False)
+    scored_boxes: int = 0
 
     def format(self) -> str:
         lines = [f"images: {self.images}  boxes: {self.boxes}",
@@ -112,9 +116,10 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
     """
     from auto_annotate.annotate import Task, decoded_stream, group_batches, to_label_frame
     from auto_annotate.images import DecodedImage
+    from tsoda.thresholds import score_table
 
     tasks = [Task(Path(image), Path(image).name, Path(xml)) for image, xml in pairs]
-    coco, skipped = _Coco(label_map), []
+    coco, skipped, table, scored_boxes = _Coco(label_map), [], [], 0
     stream = decoded_stream(tasks, workers, max(8, 2 * detector.max_batch))
     for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
         decoded = [(t, item) for t, item in group if isinstance(item, DecodedImage)]
@@ -130,11 +135,18 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
             except AnnotateError as error:
                 skipped.append((str(task.xml), error.problem))
                 continue
-            coco.add(truth, to_label_frame(detections, image))
+            found = to_label_frame(detections, image)
+            coco.add(truth, found)
+            table += score_table([(label_map.name_of(int(c)) or str(c), box, score) for
+                                  box, score, c in zip(found.boxes, found.scores,
+                                                       found.class_ids, strict=True)],
+                                 truth.objects)
+            scored_boxes += sum(not o.difficult for o in truth.objects)
     stats, per_class = coco.evaluate()
     return Metrics(map50=float(stats[1]), map50_95=float(stats[0]), recall=float(stats[8]),
                    images=len(coco.images), boxes=len(coco.annotations),
-                   per_class_map50=per_class, skipped=skipped)
+                   per_class_map50=per_class, skipped=skipped, score_table=table,
+                   scored_boxes=scored_boxes)
 
 
 def evaluate(saved_model_path: str | Path, label_map_path: str | Path, data_dir: str | Path,
@@ -152,5 +164,6 @@ def evaluate(saved_model_path: str | Path, label_map_path: str | Path, data_dir:
     output = Path(output_path) if output_path else \
         Path(saved_model_path).resolve().parent / f"eval_{Path(data_dir).resolve().name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(asdict(metrics), indent=2), encoding="utf-8")
+    written = {k: v for k, v in asdict(metrics).items() if k != "score_table"}
+    output.write_text(json.dumps(written, indent=2), encoding="utf-8")
     return metrics

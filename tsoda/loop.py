@@ -9,6 +9,7 @@ so a run killed at any moment continues where it stopped when started again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -26,12 +27,11 @@ from auto_annotate.annotate import (
     write_predefined_classes,
 )
 from auto_annotate.errors import AnnotateError, VocError
-from auto_annotate.fileio import atomic_write_bytes
 from auto_annotate.images import list_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
 from auto_annotate.summary import Summary
-from tsoda import report
+from tsoda import acceptance, report
 from tsoda.errors import TrainingError
 from tsoda.journal import STAGES, ImageRow, Journal
 from tsoda.tfrecords import write_tfrecords_for_pairs
@@ -57,8 +57,12 @@ class LoopSettings:
     labeled_dir: Path
     unlabeled_dir: Path
     work_dir: Path
-    threshold: float = 0.9
-    uncertain_threshold: float = 0.5
+    threshold: float | None = None            # None: chosen each round (tsoda/thresholds.py)
+    uncertain_threshold: float | None = None  # None: chosen each round, <= threshold
+    target_precision: float = 0.9
+    target_recall: float = 0.9
+    min_holdout_boxes: int = 10
+    ignore_regions: bool = True  # uncertain detections: ignore regions (else hold back)
     initial_steps: int = 2500
     step_increment: int = 1500
     max_steps: int = 8500
@@ -72,8 +76,16 @@ class LoopSettings:
     def validate(self) -> None:
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
-        if not 0.0 <= self.uncertain_threshold <= self.threshold <= 1.0:
-            raise ValueError("need 0 <= uncertain_threshold <= threshold <= 1")
+        for name in ("threshold", "uncertain_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if None not in (self.threshold, self.uncertain_threshold) and \
+                self.uncertain_threshold > self.threshold:
+            raise ValueError("need uncertain_threshold <= threshold")
+        for name in ("target_precision", "target_recall"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if min(self.initial_steps, self.max_steps) < 1 or self.step_increment < 0:
             raise ValueError("steps must be positive")
         if Path(self.labeled_dir).resolve() == Path(self.unlabeled_dir).resolve():
@@ -212,57 +224,91 @@ class TsodaLoop:
                 result = self.evaluate(detector, self.label_map, pairs)
                 metrics[name] = {"map50": result.map50, "map50_95": result.map50_95,
                                  "recall": result.recall, "images": result.images}
+                if name == "hand":  # for the round's thresholds
+                    metrics[name].update(score_table=result.score_table,
+                                         scored_boxes=result.scored_boxes)
         return {"metrics": metrics}
 
     def _stage_label(self, number: int, round_dir: Path, row) -> dict:
         rows = self.journal.images("unlabelled")
         tasks = [Task(Path(r.image), r.id, round_dir / "labels" / Path(r.xml).name)
                  for r in rows]
-        if tasks:
-            options = Options(threshold=self.settings.threshold, progress=self.progress,
-                              model_id=row.saved_model)
+        if tasks:  # everything down to the floor; _stage_accept applies the thresholds
+            options = Options(threshold=acceptance.label_floor(self.settings),
+                              progress=self.progress, model_id=row.saved_model)
             annotate_tasks(self._detector(row.saved_model), self.label_map, tasks,
                            round_dir / "labels", options)
         return {}
 
-    def _decide(self, number: int, round_dir: Path):
-        """(accepted [(row, record)], held back [(row, record)]) from the round's manifest.
+    def _hand_boxes_per_image(self) -> float:
+        counts = []
+        for image_row in self.journal.images("hand", "train"):
+            try:
+                counts.append(sum(not o.difficult for o in voc.read_voc(image_row.xml).objects))
+            except AnnotateError:
+                continue
+        return sum(counts) / len(counts) if counts else 1.0
 
-        An image is accepted when a detection reaches the threshold and no other detection
-        sits in the uncertain band [uncertain_threshold, threshold): such a partly detected
-        image would teach the model that its missed objects are background, so it waits
-        for a later round (or a reviewer) instead.
-        """
+    def _thresholds(self, number: int, row, records: list[dict]):
+        """The round's thresholds, chosen once and kept in the journal."""
+        from tsoda.thresholds import Thresholds
+
+        stored = self.journal.get_meta(f"thresholds/{number}")
+        if stored is not None:
+            return Thresholds(**stored)
+        chosen = acceptance.round_thresholds(
+            self.settings, row.metrics.get("hand"),
+            [r.get("scores") or [] for r in records if r.get("status") != "failed"],
+            self._hand_boxes_per_image())
+        self.journal.set_meta(f"thresholds/{number}", chosen.as_dict())
+        self.echo(f"round {number}: {chosen.describe()}")
+        return chosen
+
+    def _decide(self, number: int, round_dir: Path, row):
+        """[(image row, Decision)] for the images the round found something in."""
         manifest = read_manifest(round_dir / "labels" / MANIFEST_NAME)
-        accepted, held = [], []
-        for row in self.journal.images("unlabelled"):
-            record = manifest.get(row.id)
+        rows = [(r, manifest.get(r.id)) for r in self.journal.images("unlabelled")]
+        thresholds = self._thresholds(number, row, [rec for _, rec in rows if rec])
+        decisions = []
+        for image_row, record in rows:
             if record is None or record.get("status") != "annotated":
                 continue
-            below = record.get("max_score_below") or 0.0
-            (held if below >= self.settings.uncertain_threshold else accepted).append(
-                (row, record))
-        return accepted, held
+            found = voc.read_voc(round_dir / "labels" / Path(image_row.xml).name)
+            decision = acceptance.decide(found, record.get("scores") or [], thresholds,
+                                         self.settings.ignore_regions)
+            if decision.kind != "skip":
+                decisions.append((image_row, decision))
+        return decisions
+
+    def _write_label(self, image_row, annotation: voc.VocAnnotation, suggestion: bool) -> None:
+        """Writes the loop's file for an image, never over a person's: a verified file is
+        never replaced, and a suggestion only replaces a file the loop wrote itself."""
+        target = Path(image_row.xml)
+        if target.is_file():
+            if voc.is_verified(target):
+                return  # a reviewer got there first; the next sync takes it as verified
+            written = self.journal.get_meta(f"written/{image_row.id}")
+            if suggestion and written != hashlib.sha256(target.read_bytes()).hexdigest():
+                return
+        voc.write_voc(target, annotation)
+        self.journal.set_meta(f"written/{image_row.id}",
+                              hashlib.sha256(target.read_bytes()).hexdigest())
 
     def _stage_accept(self, number: int, round_dir: Path, row) -> None:
         start = time.perf_counter()
-        accepted, held = self._decide(number, round_dir)
-        test = split_ids([r.id for r, _ in accepted], self.settings.test_fraction,
-                         self.settings.seed, f"round{number}")
-        for image_row, _ in accepted:  # copies first: repeating them is harmless
-            target = Path(image_row.xml)
-            if target.is_file() and voc.is_verified(target):
-                continue  # a reviewer got there first; the next sync takes it as verified
-            atomic_write_bytes(target, (round_dir / "labels" / target.name).read_bytes())
+        decisions = self._decide(number, round_dir, row)
+        accepted = [(r, d) for r, d in decisions if d.kind == "accept"]
+        held = [(r, d) for r, d in decisions if d.kind == "hold"]
         with self.journal.transaction():
-            for image_row, record in accepted:
-                scores = record.get("scores") or [0.0]
+            for image_row, decision in decisions:  # repeating the writes is harmless
+                self._write_label(image_row, decision.annotation, decision.kind == "hold")
+            for image_row, decision in accepted:  # every accepted image trains
                 self.journal.update_image(
-                    image_row.id, status="auto", round=number, boxes=len(record["boxes"]),
-                    split="test" if image_row.id in test else "train",
-                    min_score=min(scores), max_score=max(scores))
+                    image_row.id, status="auto", round=number, boxes=decision.labels,
+                    split="train", min_score=min(decision.scores),
+                    max_score=max(decision.scores))
             self.journal.set_meta(f"held_back/{number}",
-                                  [[r.id, rec.get("max_score_below")] for r, rec in held])
+                                  [[r.id, max(d.scores)] for r, d in held])
             self.journal.set_meta(f"counts/{number}", self.journal.counts())
             self.journal.finish_stage(number, "accept", time.perf_counter() - start,
                                       accepted=len(accepted), held_back=len(held))

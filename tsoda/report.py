@@ -10,7 +10,8 @@ from pathlib import Path
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
 
 COLUMNS = ("round", "steps", "hand", "verified", "auto", "accepted", "held_back", "remaining",
-           "hand_map50", "hand_map50_95", "auto_map50", "minutes")
+           "accept_at", "uncertain_at", "est_precision", "hand_map50", "hand_map50_95",
+           "auto_map50", "minutes")
 
 
 def round_rows(journal) -> list[dict]:
@@ -21,18 +22,22 @@ def round_rows(journal) -> list[dict]:
             continue
         counts = journal.get_meta(f"counts/{r.round}") or {}
         hand, auto = r.metrics.get("hand", {}), r.metrics.get("auto", {})
+        chosen = journal.get_meta(f"thresholds/{r.round}") or {}
         rows.append({
             "round": r.round, "steps": r.steps, "hand": counts.get("hand", 0),
             "verified": counts.get("verified", 0), "auto": counts.get("auto", 0),
             "accepted": r.accepted, "held_back": r.held_back,
             "remaining": counts.get("unlabelled", 0),
+            "accept_at": _fmt(chosen.get("accept"), 3),
+            "uncertain_at": _fmt(chosen.get("uncertain"), 3),
+            "est_precision": _fmt(chosen.get("precision"), 2),
             "hand_map50": _fmt(hand.get("map50")), "hand_map50_95": _fmt(hand.get("map50_95")),
             "auto_map50": _fmt(auto.get("map50")), "minutes": f"{r.seconds / 60:.1f}"})
     return rows
 
 
-def _fmt(value) -> str:
-    return "" if value is None else f"{value:.4f}"
+def _fmt(value, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def _markdown(rows: list[dict]) -> str:
@@ -72,19 +77,29 @@ def _plot(rows: list[dict], path: Path, series: dict[str, str], ylabel: str) -> 
     atomic_write_bytes(path, buffer.getvalue())
 
 
+QUEUE_COLUMNS = ("round", "image", "status", "boxes", "min_score", "max_score", "split",
+                 "path", "xml")
+
+
 def review_queue(journal) -> list[dict]:
-    """Held-back images first, then accepted labels by their lowest box score."""
-    queue = []
-    for key in journal.meta_keys("held_back/"):
-        for image_id, score in journal.get_meta(key):
+    """Held-back images first (the newest round's first, most confident first), then
+    accepted labels by their lowest box score. ``path`` and ``xml`` are the files, for
+    ``python -m auto_annotate.review --queue``."""
+    unlabelled = {r.id: r for r in journal.images("unlabelled")}
+    queue, seen = [], set()
+    for key in sorted(journal.meta_keys("held_back/"), key=lambda k: -int(k.split("/")[1])):
+        for image_id, score in sorted(journal.get_meta(key), key=lambda item: -item[1]):
+            if image_id not in unlabelled or image_id in seen:
+                continue
+            seen.add(image_id)
             queue.append({"round": int(key.split("/")[1]), "image": image_id, "status":
-                          "held back: a detection below the threshold", "boxes": "",
-                          "min_score": "", "max_score": _fmt(score), "split": ""})
-    queue = [q for q in queue if q["image"] in {r.id for r in journal.images("unlabelled")}]
+                          "held back: uncertain detections (suggestions)", "boxes": "",
+                          "min_score": "", "max_score": _fmt(score), "split": "",
+                          "path": unlabelled[image_id].image, "xml": unlabelled[image_id].xml})
     accepted = sorted(journal.images("auto"), key=lambda r: (r.min_score or 0.0, r.id))
     queue += [{"round": r.round, "image": r.id, "status": "auto", "boxes": r.boxes,
                "min_score": _fmt(r.min_score), "max_score": _fmt(r.max_score),
-               "split": r.split} for r in accepted]
+               "split": r.split, "path": r.image, "xml": r.xml} for r in accepted]
     return queue
 
 
@@ -96,8 +111,7 @@ def write_report(journal, report_dir: str | Path, echo=None) -> str:
     atomic_write_text(report_dir / "rounds.csv", to_csv(rows, COLUMNS))
     queue = review_queue(journal)
     atomic_write_text(report_dir / "review_queue.csv",
-                      to_csv(queue, ("round", "image", "status", "boxes", "min_score",
-                                   "max_score", "split")))
+                      to_csv(queue, QUEUE_COLUMNS))
     if rows:
         _plot(rows, report_dir / "map.png", {"hand_map50": "mAP@0.5 (hand test)",
                                              "hand_map50_95": "mAP@0.5:0.95 (hand test)"},

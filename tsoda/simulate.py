@@ -146,8 +146,12 @@ class _Seed:
                 rows.append({**row, "note": _diverged_note(self.settings.work_dir)})
                 continue
             effort, quality = self.effort(pool, r.round, reviewed(r.round))
-            rows.append({**row, **quality, **_effort_columns(effort),
-                         **self.score(r.saved_model, test_pairs),
+            key = f"simulate/score/{r.round}/{_key([str(p) for p, _ in test_pairs])}"
+            score = loop.journal.get_meta(key)
+            if score is None:  # scored once; later runs of the same loop reuse it
+                score = self.score(r.saved_model, test_pairs)
+                loop.journal.set_meta(key, score)
+            rows.append({**row, **quality, **_effort_columns(effort), **score,
                          "minutes": f"{r.seconds / 60:.1f}", "note": ""})
         done = [row for row in rows if row["note"] == ""]
         if done:  # seeds may stop after different rounds: their last models side by side

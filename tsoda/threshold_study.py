@@ -1,0 +1,132 @@
+"""Thresholds studied without training: a finished round's detections against hidden truth.
+
+A round labels its pool down to a low score floor and keeps every score in its manifest, so
+every (accept, uncertain) pair can be replayed on those outputs: what the accepted labels'
+precision would have been, how many hidden boxes they would have found, the box edits left
+and the false-background rate, with and without ignore regions. It also checks the round's own
+choice: the precision estimated on the hand test against the precision on the hidden pool.
+``scripts/threshold_study.py`` is the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from auto_annotate import voc
+from auto_annotate.manifest import MANIFEST_NAME, read_manifest
+from tsoda.acceptance import decide
+from tsoda.label_effort import Effort, image_effort
+from tsoda.thresholds import Thresholds
+
+
+@dataclass(frozen=True)
+class PoolImage:
+    """One pool image of a round: its detections at the floor, their scores, the truth."""
+
+    found: voc.VocAnnotation
+    scores: list[float]
+    truth: voc.VocAnnotation
+
+
+def load_round(round_dir: Path, dataset_dir: Path) -> list[PoolImage]:
+    """The round's pool (every image it labelled, found something or not).
+
+    Raises:
+        AnnotateError: the round has no manifest (not labelled yet, or not a round folder).
+    """
+    from auto_annotate.errors import AnnotateError
+
+    if not (Path(round_dir) / "labels" / MANIFEST_NAME).is_file():
+        raise AnnotateError(round_dir, "no labelling manifest: not a finished round's folder")
+    images = []
+    for image_id, record in read_manifest(Path(round_dir) / "labels" / MANIFEST_NAME).items():
+        if record.get("status") not in ("annotated", "empty"):
+            continue
+        stem = Path(image_id).stem
+        truth = voc.read_voc(Path(dataset_dir) / f"{stem}.xml")
+        xml = Path(round_dir) / "labels" / f"{stem}.xml"
+        found = voc.read_voc(xml) if record["status"] == "annotated" and xml.is_file() else \
+            voc.VocAnnotation(truth.filename, truth.width, truth.height)
+        images.append(PoolImage(found, list(record.get("scores") or []), truth))
+    return images
+
+
+def replay(pool: list[PoolImage], thresholds: Thresholds, ignore_regions: bool) -> dict:
+    """What acceptance with these thresholds would have given on this pool."""
+    total, accepted, held = Effort(), Effort(), 0
+    for image in pool:
+        decision = decide(image.found, image.scores, thresholds, ignore_regions)
+        labels = decision.annotation if decision.kind == "accept" else None
+        effort = image_effort(labels, image.truth)
+        total.add(effort)
+        held += decision.kind == "hold"
+        if labels is not None:
+            accepted.add(effort)
+    return {"accept": f"{thresholds.accept:.2f}", "uncertain": f"{thresholds.uncertain:.2f}",
+            "ignore": "yes" if ignore_regions else "no",
+            "accepted_images": sum(1 for image in pool if decide(
+                image.found, image.scores, thresholds, ignore_regions).kind == "accept"),
+            "held_back": held,
+            "precision": f"{accepted.labelled / accepted.labels:.3f}" if accepted.labels else "",
+            "labelled_share": f"{total.labelled_share:.3f}",
+            "edits_per_box": f"{total.edits_per_box:.3f}",
+            "false_background": f"{accepted.false_background_rate:.3f}"}
+
+
+def grid(pool: list[PoolImage], accepts=None, uncertains=None) -> list[dict]:
+    """Every (accept, uncertain <= accept) pair of the grids, with and without ignoring."""
+    accepts = accepts if accepts is not None else np.round(np.arange(0.2, 0.91, 0.05), 2)
+    uncertains = uncertains if uncertains is not None else np.round(np.arange(0.1, 0.61, 0.1), 2)
+    rows = []
+    for accept in accepts:
+        for uncertain in [u for u in uncertains if u <= accept]:
+            for ignore in (False, True):
+                rows.append(replay(pool, Thresholds(float(accept), float(uncertain), "grid"),
+                                   ignore))
+    return rows
+
+
+def _markdown(rows: list[dict]) -> str:
+    columns = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(str(r[c]) for c in columns) + " |"
+                              for r in rows]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python scripts/threshold_study.py --loop_dir W --dataset_dir D [--round N]"""
+    import argparse
+    import sys
+
+    from auto_annotate.errors import AnnotateError
+    from auto_annotate.fileio import atomic_write_text
+    from tsoda.journal import Journal
+
+    parser = argparse.ArgumentParser(prog="threshold_study.py", description=__doc__)
+    parser.add_argument("--loop_dir", required=True, help="a loop work dir (tsoda run/simulate)")
+    parser.add_argument("--dataset_dir", required=True, help="the VOC folder with all labels")
+    parser.add_argument("--round", type=int, default=1)
+    args = parser.parse_args(argv)
+    loop_dir = Path(args.loop_dir)
+    try:
+        pool = load_round(loop_dir / "rounds" / f"{args.round:02d}", Path(args.dataset_dir))
+        journal = loop_dir / "journal.sqlite"
+        chosen = Journal(journal).get_meta(f"thresholds/{args.round}") if journal.is_file() \
+            else None
+    except AnnotateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    lines = [f"# Round {args.round}: {len(pool)} pool images, "
+             f"{sum(len(p.truth.objects) for p in pool)} hidden boxes", ""]
+    if chosen:
+        own = Thresholds(**chosen)
+        lines += [f"The round chose: {own.describe()}", "",
+                  _markdown([replay(pool, own, ignore) for ignore in (False, True)])]
+    lines += ["All pairs:", "", _markdown(grid(pool))]
+    text = "\n".join(lines)
+    atomic_write_text(loop_dir / "report" / f"threshold_study_round{args.round}.md", text)
+    print(text)
+    return 0

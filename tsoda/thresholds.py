@@ -1,0 +1,115 @@
+"""The loop's two score thresholds, chosen every round from data.
+
+A fixed score threshold does not carry over between models, data and rounds (focal-loss
+scores after a short training are low: a new-domain model's best score was 0.51). So each
+round chooses, from the round model's detections on hand-labelled images it did not train on
+(the hand test split):
+
+- ``accept``: the lowest score at which the detections at or above it reach the target
+  precision (IoU >= 0.5, same class). If no score reaches it, the score with the best
+  precision, and the choice says so.
+- ``uncertain``: the highest score at which detections at or above it find the target recall
+  of the hand boxes (if the model never finds that many: the score of its lowest true
+  positive). Detections in [uncertain, accept) are the uncertain band.
+
+When the hand test holds fewer than ``min_boxes`` boxes, or the model found none of them,
+precision cannot be estimated. The fallback is a count prior (as in Data Distillation): the
+accept threshold is the score at which the unlabelled pool gets as many boxes per image as
+the hand labels have, the uncertain threshold the score at which it gets twice as many. The
+choice names its source; ``--threshold`` / ``--uncertain_threshold`` force fixed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tsoda.label_effort import matched_pairs
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A round's thresholds, with the estimates behind them."""
+
+    accept: float
+    uncertain: float
+    source: str
+    precision: float | None = None  # estimated precision of boxes >= accept
+    recall: float | None = None     # estimated recall of boxes >= uncertain
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        estimate = "" if self.precision is None else \
+            f", estimated precision {self.precision:.2f}, recall {self.recall:.2f}"
+        return f"accept >= {self.accept:.3f}, uncertain >= {self.uncertain:.3f} " \
+               f"({self.source}{estimate})"
+
+
+def score_table(detections: list[tuple[str, tuple, float]], truth) -> list[tuple[float, bool]]:
+    """(score, true positive) per detection of one image.
+
+    Args:
+        detections: (class name, pixel xyxy box, score) per detection.
+        truth: the image's VocObjects (the hand label).
+    """
+    from auto_annotate.voc import VocObject
+
+    objects = [VocObject(name, tuple(float(v) for v in box)) for name, box, _ in detections]
+    hits = {i for i, _ in matched_pairs(objects, [o for o in truth if not o.difficult])}
+    return [(float(score), i in hits) for i, (_, _, score) in enumerate(detections)]
+
+
+def _curve(table: list[tuple[float, bool]], truth_boxes: int):
+    """Distinct scores (descending) with precision and recall of the detections >= each."""
+    ordered = sorted(table, key=lambda row: -row[0])
+    scores = np.array([s for s, _ in ordered])
+    hits = np.cumsum([tp for _, tp in ordered])
+    last = np.r_[scores[1:] != scores[:-1], True]  # last index of each distinct score
+    count = np.arange(1, len(scores) + 1)
+    return scores[last], (hits / count)[last], (hits / max(truth_boxes, 1))[last], hits[last]
+
+
+def from_hand_test(table: list[tuple[float, bool]], truth_boxes: int, target_precision: float,
+                   target_recall: float, min_boxes: int) -> Thresholds | None:
+    """Thresholds from held-out hand labels; None when they are too few to estimate."""
+    if truth_boxes < min_boxes or not any(tp for _, tp in table):
+        return None
+    scores, precision, recall, hits = _curve(table, truth_boxes)
+    reached = np.flatnonzero((precision >= target_precision) & (hits > 0))
+    source = f"hand test, {truth_boxes} boxes"
+    if len(reached):
+        accept_at = reached[-1]  # scores descend: the last index is the lowest score
+    else:
+        best = np.where(hits > 0, precision, -1.0)
+        accept_at = np.flatnonzero(best == best.max())[-1]
+        source += f"; precision {target_precision:g} not reached"
+    found = np.flatnonzero(recall >= target_recall)
+    uncertain_at = found[0] if len(found) else np.flatnonzero(hits == hits[-1])[0]
+    uncertain_at = max(uncertain_at, accept_at)
+    return Thresholds(float(scores[accept_at]), float(scores[uncertain_at]), source,
+                      float(precision[accept_at]), float(recall[uncertain_at]))
+
+
+def from_count_prior(pool_scores: list[list[float]], boxes_per_image: float,
+                     why: str) -> Thresholds:
+    """Fallback: thresholds at which the pool gets 1x and 2x the hand labels' boxes per image."""
+    everything = np.sort(np.concatenate([np.asarray(s, float) for s in pool_scores] or
+                                        [np.zeros(0)]))[::-1]
+    images = max(len(pool_scores), 1)
+
+    def score_for(per_image: float) -> float:
+        wanted = max(1, round(per_image * images))
+        if not len(everything):
+            return 1.0
+        return float(everything[min(wanted, len(everything)) - 1])
+
+    accept, uncertain = score_for(boxes_per_image), score_for(2 * boxes_per_image)
+    return Thresholds(accept, min(uncertain, accept),
+                      f"count prior {boxes_per_image:.2f} boxes per image ({why})")
+
+
+def fixed(accept: float, uncertain: float) -> Thresholds:
+    return Thresholds(accept, min(uncertain, accept), "fixed by --threshold")
