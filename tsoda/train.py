@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tsoda.errors import TrainingError
 from tsoda.experiment import Experiment, build_experiment
-from tsoda.pipeline_config import load_pipeline_config, to_text
+from tsoda.pipeline_config import load_pipeline_config, require_label_map, to_text
 from tsoda.warm_start import is_saved_model, restore_from_saved_model
 
 LOG = logging.getLogger(__name__)
@@ -103,12 +103,14 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
     """Trains until step ``num_train_steps`` (default: train_config.num_steps).
 
     Raises:
-        PipelineConfigError: the config cannot be used.
+        PipelineConfigError: the config cannot be used (e.g. no label map, or one with
+            more classes than num_classes).
         TrainingError: no training data, a missing warm-start checkpoint, or a NaN loss.
     """
     from official.core import config_definitions
 
     pipeline = load_pipeline_config(pipeline_config_path)
+    require_label_map(pipeline, pipeline_config_path)
     experiment = build_experiment(pipeline, pipeline_config_path)
     steps = num_train_steps or experiment.num_steps
     if steps < 1:
