@@ -187,6 +187,10 @@ class TsodaLoop:
         result = write_tfrecords_for_pairs(pairs, self.label_map, round_dir / "train.record")
         for name, problem in result.skipped + result.dropped_boxes:
             self.echo(f"note: round {number} records: {name}: {problem}")
+        if result.examples == 0:
+            raise TrainingError(None, f"round {number}: no training example: all {len(pairs)} "
+                                      "labelled training images failed to convert (each is "
+                                      "named in a note above); fix their XML and run again")
         self.echo(f"round {number}: {result.examples} training images, {result.boxes} boxes")
         return {}
 

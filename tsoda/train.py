@@ -79,9 +79,13 @@ def _restore(checkpoint, manager, task, model, model_dir: Path) -> None:
 
 def _inputs(task, experiment: Experiment):
     paths = experiment.task.train_data.input_path
-    if not paths or not any(tf.io.gfile.glob(p) for p in paths.split(",")):
+    files = [f for p in paths.split(",") if p for f in tf.io.gfile.glob(p)]
+    if not files:
         raise TrainingError(paths or None, "no training TFRecords match "
                                            "train_input_reader.tf_record_input_reader.input_path")
+    if not any(True for _ in tf.data.TFRecordDataset(files).take(1)):
+        raise TrainingError(paths, "the training TFRecords hold no example; regenerate them "
+                                   "from labelled images")
     return iter(task.build_inputs(experiment.task.train_data))
 
 
