@@ -255,11 +255,11 @@ def test_draw_cli_writes_pngs_from_decoded_records(tmp_path, label_map_path, cap
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_real_exif_photos_records_hold_the_labelled_pixels(tmp_path, flames_dir):
-    folder = flames_dir / "exif_raw"
-    report = tfrecords.write_tfrecords(folder, folder, flames_dir / "label_map.pbtxt",
+def test_real_exif_photos_records_hold_the_labelled_pixels(tmp_path, exif_dir):
+    folder = exif_dir
+    report = tfrecords.write_tfrecords(folder, folder, exif_dir / "label_map.pbtxt",
                                        tmp_path / "exif.record")
-    assert report.ok and report.examples == 32 and report.boxes == 41
+    assert report.ok and report.examples == 3 and report.boxes == 3
     for record in _records(report):
         decoded = decode_image(folder / record["filename"])
         annotation = read_voc((folder / record["filename"]).with_suffix(".xml"))
