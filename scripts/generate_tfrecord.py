@@ -1,6 +1,7 @@
 """Pascal VOC XML + images + label map -> sharded TFRecords; see tsoda.tfrecords.
 
-Exit status: 0 all files converted, 1 some file skipped or box dropped, 2 usage error.
+Exit status: 0 all files converted, 1 some file skipped or box dropped (no usable example:
+nothing is written), 2 usage error.
 """
 
 from __future__ import annotations

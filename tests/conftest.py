@@ -12,6 +12,7 @@ from tests.helpers import LABEL_MAP, build_color_model
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt image reading needs no screen
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flames"
+EXIF_DATA = Path(__file__).resolve().parent / "data" / "exif"  # bundled; see its README
 
 MODEL_VARIANTS = {
     "dynamic": {},
@@ -43,3 +44,10 @@ def flames_dir() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared flames data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def exif_dir() -> Path:
+    """Three real phone photos stored rotated (EXIF orientation 6 or 8) with their VOC
+    labels in the upright frame, and the flames label map (tests/data/README.md)."""
+    return EXIF_DATA

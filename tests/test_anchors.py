@@ -1,5 +1,5 @@
 """Anchor k-means: known clusters come back, ratios are shape-only, configs are rewritten
-in place with their comments."""
+through the parsed message (header comments kept), bad flags and folders are named."""
 
 from __future__ import annotations
 
@@ -51,12 +51,13 @@ def test_box_shapes_scale_into_the_model_input(tmp_path):
     np.testing.assert_allclose(anchors.box_shapes(tmp_path), [[64, 32]])
 
 
-def test_write_keeps_comments_and_parses(tmp_path):
+def test_write_keeps_the_header_comments_and_parses(tmp_path):
     config = tmp_path / "p.config"
     config.write_text(CONFIG.read_text())
     anchors.write_anchor_fields(config, [0.5, 1.5], 3.0)
     text = config.read_text()
-    assert text.count("aspect_ratios") == 1 and "# Anchors from scripts/kmeans_anchors.py" in text
+    assert text.startswith(CONFIG.read_text().split("model {")[0])  # the comment block
+    assert "# Anchors from scripts/kmeans_anchors.py" in text
     generator = load_pipeline_config(config).model.ssd.anchor_generator
     assert list(generator.multiscale_anchor_generator.aspect_ratios) == [0.5, 1.5]
     assert generator.multiscale_anchor_generator.anchor_scale == 3.0
@@ -75,3 +76,51 @@ def test_cli_prints_and_writes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "15 boxes, k = 3" in out and "best: anchor_scale" in out and "written:" in out
     assert main(["--xml_dir", str(tmp_path / "none"), "--k", "3"]) == 2
+
+
+def test_write_ignores_commented_fields_and_writes_the_real_ones(tmp_path):
+    text = CONFIG.read_text()
+    real = "min_level: 4 max_level: 6 anchor_scale: 2.0\n"
+    assert real in text
+    config = tmp_path / "p.config"
+    config.write_text(text.replace(real, "# aspect_ratios: [0.5, 1.0, 2.0]\n"
+                                         "        # anchor_scale: 8.0\n        " + real))
+    anchors.write_anchor_fields(config, [0.47, 1.3, 2.21], 3.0)
+    generator = load_pipeline_config(config).model.ssd.anchor_generator
+    multiscale = generator.multiscale_anchor_generator
+    np.testing.assert_array_equal(multiscale.aspect_ratios, np.float32([0.47, 1.3, 2.21]))
+    assert multiscale.anchor_scale == 3.0
+    expected = load_pipeline_config(CONFIG)  # everything else is as it was
+    expected.model.ssd.anchor_generator.multiscale_anchor_generator.aspect_ratios[:] = [
+        0.47, 1.3, 2.21]
+    expected.model.ssd.anchor_generator.multiscale_anchor_generator.anchor_scale = 3.0
+    assert load_pipeline_config(config) == expected
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--k", "0"], "argument --k: must be at least 1, got 0"),
+    (["--num_ratios", "-1"], "argument --num_ratios: must be at least 1, got -1"),
+])
+def test_cli_refuses_a_k_below_one_as_a_usage_error(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--xml_dir", str(tmp_path), *args])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_names_a_missing_or_empty_xml_folder(tmp_path, capsys):
+    assert main(["--xml_dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: folder does not exist\n"
+    assert main(["--xml_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: no .xml file in the folder\n"
+
+
+def test_write_restores_the_config_when_the_values_do_not_read_back(tmp_path, monkeypatch):
+    import tsoda.pipeline_config
+
+    config = tmp_path / "p.config"
+    config.write_text(CONFIG.read_text())
+    original = config.read_bytes()
+    monkeypatch.setattr(tsoda.pipeline_config, "to_text", lambda message: CONFIG.read_text())
+    with pytest.raises(ValueError, match=r"do not read back .* the original file is restored"):
+        anchors.write_anchor_fields(config, [0.5, 1.5], 3.0)
+    assert config.read_bytes() == original

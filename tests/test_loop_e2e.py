@@ -34,16 +34,21 @@ def test_two_real_rounds(tmp_path, capsys):
                  "--step_increment", "20", "--max_rounds", "2", "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "stopped: reached --max_rounds 2" in out, out and "python -m auto_annotate.review" in out
+    assert "stopped: reached --max_rounds 2" in out and "python -m auto_annotate.review" in out, \
+        out
     journal = Journal(work / "journal.sqlite")
     rounds = journal.rounds()
     assert [(r.round, r.steps, r.stage) for r in rounds][:2] == [(1, 100, "accept"),
                                                                  (2, 120, "accept")]
     assert rounds[0].accepted >= 1  # the seed model labelled some of the pool
-    assert 0.0 <= rounds[0].metrics["hand"]["map50"] <= 1.0
+    hand = rounds[0].metrics["hand"]
+    assert hand["images"] == 2  # round(8 * 0.2) hand test images, all scored
+    assert 0.0 < hand["map50_95"] <= hand["map50"] <= 1.0 and hand["map50"] >= 0.5  # 1.0 seen
     second = load_pipeline_config(work / "rounds" / "02" / "pipeline.config").train_config
     assert second.fine_tune_checkpoint == rounds[0].checkpoint  # warm start from round 1
-    assert second.optimizer.adam_optimizer  # the user's optimizer is kept
+    assert second.optimizer.HasField("adam_optimizer")  # the user's optimizer is kept
+    assert second.optimizer.adam_optimizer.learning_rate.constant_learning_rate \
+        .learning_rate == pytest.approx(0.003)
     for name in ("rounds.md", "rounds.csv", "map.png", "remaining.png", "review_queue.csv"):
         assert (work / "report" / name).is_file()
     auto = journal.images("auto")

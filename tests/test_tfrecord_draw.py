@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image
 
@@ -23,3 +25,26 @@ def test_drawn_box_outlines_the_patch(tmp_path):
     green = np.all(pixels == (0, 255, 0), axis=2)
     assert green[60, 50] and green[60, 149]  # left and right edges of the box
     assert not green[60, 100]  # inside stays the image
+
+
+def test_crafted_source_ids_cannot_write_outside_the_output_dir(tmp_path):
+    from tsoda.tfrecords import EncodedImage, RecordObjects, build_example, write_shards
+
+    buffer = io.BytesIO()
+    Image.fromarray(draw((20, 10))).save(buffer, format="PNG")
+    image = EncodedImage(buffer.getvalue(), "png", (10, 20))
+    crafted = [("../../escaped", "a.png"), (str(tmp_path / "absolute"), "b.png"),
+               ("0", "../../c.png"), ("..", "..\\..\\d.png"), ("/", "")]
+    records = []
+    for source_id, filename in crafted:
+        example = build_example(image, RecordObjects(np.zeros((0, 4), np.float32)), filename, 0)
+        example.features.feature["image/source_id"].bytes_list.value[0] = source_id.encode()
+        records.append(example.SerializeToString())
+    [path] = write_shards(records, tmp_path / "crafted.record", 1)
+    output = tmp_path / "deep" / "drawn"
+    written = draw_tfrecords(path, output, count=10)
+    assert len(written) == len(crafted) == len(set(written))
+    assert all(p.parent == output and p.is_file() for p in written)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == \
+        sorted(f"deep/drawn/{p.name}" for p in written)
+    assert not any(p.name.startswith(".") for p in written)

@@ -255,11 +255,11 @@ def test_draw_cli_writes_pngs_from_decoded_records(tmp_path, label_map_path, cap
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_real_exif_photos_records_hold_the_labelled_pixels(tmp_path, flames_dir):
-    folder = flames_dir / "exif_raw"
-    report = tfrecords.write_tfrecords(folder, folder, flames_dir / "label_map.pbtxt",
+def test_real_exif_photos_records_hold_the_labelled_pixels(tmp_path, exif_dir):
+    folder = exif_dir
+    report = tfrecords.write_tfrecords(folder, folder, exif_dir / "label_map.pbtxt",
                                        tmp_path / "exif.record")
-    assert report.ok and report.examples == 32 and report.boxes == 41
+    assert report.ok and report.examples == 3 and report.boxes == 3
     for record in _records(report):
         decoded = decode_image(folder / record["filename"])
         annotation = read_voc((folder / record["filename"]).with_suffix(".xml"))
@@ -268,3 +268,17 @@ def test_real_exif_photos_records_hold_the_labelled_pixels(tmp_path, flames_dir)
             ours = record["image"][y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
             truth = decoded.upright[y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
             np.testing.assert_allclose(ours, truth, atol=2.0, err_msg=record["filename"])
+
+
+def test_no_usable_example_writes_no_record_file(tmp_path, label_map_path, capsys):
+    _xml(tmp_path / "data", "lonely", "lonely.jpg", (20, 10))  # no image: skipped
+    report = _write(tmp_path, label_map_path)
+    assert report.examples == 0 and not report.ok and report.output_paths == []
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert "no usable example: no record file written" in report.format()
+    main = _script("generate_tfrecord").main
+    assert main(["--xml_dir", str(tmp_path / "data"), "--image_dir", str(tmp_path / "data"),
+                 "--label_map_path", str(label_map_path), "--output_path",
+                 str(tmp_path / "o" / "x.record"), "--num_shards", "2"]) == 1
+    assert "lonely.xml: no image" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

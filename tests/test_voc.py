@@ -89,12 +89,12 @@ def test_malformed_voc_raises_naming_the_file(tmp_path, text, problem):
     assert str(path) in str(error.value)
 
 
-def test_real_exif_labels_are_in_the_upright_frame_and_stored_frame_files_convert(flames_dir):
+def test_real_exif_labels_are_in_the_upright_frame_and_stored_frame_files_convert(exif_dir):
     """exif_raw XML is in the upright frame (what LabelImg shows) and stays as it is; the
     same boxes written in the stored frame, as EXIF-blind tools do, convert back to it and
     cover the same pixels."""
-    xml_files = sorted((flames_dir / "exif_raw").glob("*.xml"))
-    assert xml_files
+    xml_files = sorted(exif_dir.glob("*.xml"))
+    assert len(xml_files) == 3
     for xml_path in xml_files:
         image = decode_image(xml_path.with_suffix(".jpg"))
         annotation = voc.read_voc(xml_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from tsoda.pipeline_config import load_pipeline_config, to_text
+from tsoda.pipeline_config import check_label_map, load_pipeline_config, to_text
 
 
 class ModelGardenTrainer:
@@ -20,6 +20,8 @@ class ModelGardenTrainer:
     def __init__(self, pipeline_config_path: str | Path, label_map_path: str | Path,
                  progress: bool = True) -> None:
         self.pipeline = load_pipeline_config(pipeline_config_path)
+        check_label_map(self.pipeline.model.ssd.num_classes, label_map_path,
+                        pipeline_config_path)
         self.source = Path(pipeline_config_path)
         self.label_map_path = str(Path(label_map_path).resolve())
         self.progress = progress

@@ -9,7 +9,6 @@ sizes, which are set against the anchor sizes the config's levels produce.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +30,19 @@ class AnchorFit:
 
 def box_shapes(xml_dir: str | Path, input_hw: tuple[int, int] | None = None) -> np.ndarray:
     """(N, 2) widths and heights of every box under ``xml_dir``; in model-input pixels
-    (image scaled to fit ``input_hw``, aspect kept) when given, else in image pixels."""
+    (image scaled to fit ``input_hw``, aspect kept) when given, else in image pixels.
+
+    Raises:
+        AnnotateError: the folder does not exist or holds no .xml file.
+    """
+    xml_dir = Path(xml_dir)
+    if not xml_dir.is_dir():
+        raise AnnotateError(xml_dir, "folder does not exist")
+    paths = sorted(xml_dir.glob("*.xml"))
+    if not paths:
+        raise AnnotateError(xml_dir, "no .xml file in the folder")
     shapes = []
-    for path in sorted(Path(xml_dir).glob("*.xml")):
+    for path in paths:
         try:
             annotation = voc.read_voc(path)
         except AnnotateError:
@@ -76,6 +85,8 @@ def kmeans_iou(shapes: np.ndarray, k: int, seed: int = 0, iterations: int = 300,
                restarts: int = 8) -> AnchorFit:
     """K-means (k-means++ starts, the best of ``restarts``) under the distance 1 - IoU;
     centroids are cluster medians."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     if len(shapes) < k:
         raise ValueError(f"{len(shapes)} boxes are fewer than k = {k}")
     rng = np.random.default_rng(seed)
@@ -122,30 +133,53 @@ def best_anchor_scale(shapes: np.ndarray, min_level: int, max_level: int,
             for scale in candidates}
 
 
-def _replace_field(text: str, name: str, value: str) -> str:
-    pattern = re.compile(rf"\b{name}\s*:\s*(\[[^\]]*\]|[-+.\deE]+)\s*")
-    matches = list(pattern.finditer(text))
-    if not matches:
-        raise ValueError(f"no {name} to replace")
-    for match in reversed(matches[1:]):
-        text = text[:match.start()] + text[match.end():]
-    return text[:matches[0].start()] + f"{name}: {value} " + text[matches[0].end():]
+def _leading_comments(text: str) -> str:
+    """The comment block at the top of a config (comment and blank lines), kept on writing."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def _check_written(path: Path, aspect_ratios: list[float], anchor_scale: float) -> bool:
+    """True when the file at ``path`` parses to these anchor values (as float32 fields)."""
+    from tsoda.pipeline_config import load_pipeline_config
+
+    written = load_pipeline_config(path).model.ssd.anchor_generator.multiscale_anchor_generator
+    return (list(np.float32(written.aspect_ratios)) == list(np.float32(aspect_ratios))
+            and np.float32(written.anchor_scale) == np.float32(anchor_scale))
 
 
 def write_anchor_fields(config_path: str | Path, aspect_ratios: list[float],
                         anchor_scale: float) -> None:
-    """Sets aspect_ratios and anchor_scale of the config's anchor generator in place,
-    keeping the rest of the text (comments included), then checks that it still parses."""
+    """Sets aspect_ratios and anchor_scale of the config's multiscale anchor generator.
+
+    The parsed message is edited and written back in protobuf text format (atomically),
+    so commented-out fields are never taken for the real ones; the comment block at the
+    top of the file is kept, comments inside the messages are not. The file is then read
+    again and must hold exactly these values, else the original text is put back.
+
+    Raises:
+        PipelineConfigError: the config cannot be parsed.
+        ValueError: it has no multiscale_anchor_generator, or the values did not survive
+            writing (the original file is restored).
+    """
     from auto_annotate.fileio import atomic_write_text
-    from tsoda.pipeline_config import parse_pipeline_config
+    from tsoda.pipeline_config import parse_pipeline_config, to_text
 
     path = Path(config_path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        text = _replace_field(text, "aspect_ratios",
-                              f"[{', '.join(f'{r:g}' for r in aspect_ratios)}]")
-        text = _replace_field(text, "anchor_scale", f"{anchor_scale:g}")
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-    parse_pipeline_config(text, path)
-    atomic_write_text(path, text)
+    original = path.read_text(encoding="utf-8")
+    pipeline = parse_pipeline_config(original, path)
+    generator = pipeline.model.ssd.anchor_generator
+    if not generator.HasField("multiscale_anchor_generator"):
+        raise ValueError(f"{path}: model.ssd.anchor_generator has no "
+                         "multiscale_anchor_generator to write into")
+    generator.multiscale_anchor_generator.aspect_ratios[:] = aspect_ratios
+    generator.multiscale_anchor_generator.anchor_scale = anchor_scale
+    atomic_write_text(path, _leading_comments(original) + to_text(pipeline))
+    if not _check_written(path, aspect_ratios, anchor_scale):
+        atomic_write_text(path, original)
+        raise ValueError(f"{path}: the written anchor fields do not read back as "
+                         f"{aspect_ratios} and {anchor_scale}; the original file is restored")

@@ -9,6 +9,13 @@ from auto_annotate.errors import AnnotateError
 from tsoda import anchors
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _config_anchors(path):
     from tsoda.pipeline_config import load_pipeline_config
 
@@ -24,8 +31,9 @@ def _config_anchors(path):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kmeans_anchors.py", description=__doc__)
     parser.add_argument("--xml_dir", required=True, help="folder of VOC XML")
-    parser.add_argument("--k", type=int, default=5, help="number of size clusters (default 5)")
-    parser.add_argument("--num_ratios", type=int, default=3,
+    parser.add_argument("--k", type=_positive, default=5,
+                        help="number of size clusters (default 5)")
+    parser.add_argument("--num_ratios", type=_positive, default=3,
                         help="number of aspect ratios to fit (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pipeline_config_path", help="compare with (and write into) it")
@@ -66,4 +74,5 @@ def _report_config(args, shapes, config, ratios) -> None:
     print(f"best: anchor_scale {best:g}")
     if args.write:
         anchors.write_anchor_fields(args.pipeline_config_path, ratios, best)
-        print(f"written: {args.pipeline_config_path}")
+        print(f"written: {args.pipeline_config_path} (read back: aspect_ratios and "
+              "anchor_scale as printed; comments inside the config are not kept)")

@@ -163,10 +163,11 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
 def _parts(args):
     from auto_annotate.label_map import load_label_map
     from tsoda.adapters import ModelGardenTrainer, saved_model_detector
-    from tsoda.pipeline_config import load_pipeline_config
+    from tsoda.pipeline_config import load_pipeline_config, require_label_map
 
     label_map_path = args.label_map_path or \
-        load_pipeline_config(args.pipeline_config_path).train_input_reader.label_map_path
+        require_label_map(load_pipeline_config(args.pipeline_config_path),
+                          args.pipeline_config_path)
     trainer = ModelGardenTrainer(args.pipeline_config_path, label_map_path,
                                  progress=not args.quiet)
     return trainer, saved_model_detector(), load_label_map(label_map_path)

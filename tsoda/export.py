@@ -10,14 +10,17 @@ normalized ``ymin, xmin, ymax, xmax`` relative to the input image, ``detection_s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
+from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
 from tsoda.errors import TrainingError
 from tsoda.experiment import build_experiment
-from tsoda.pipeline_config import load_pipeline_config, to_text
+from tsoda.pipeline_config import load_pipeline_config, require_label_map, to_text
 
 LOG = logging.getLogger(__name__)
 INPUT_NAME = "input_tensor"
@@ -31,31 +34,68 @@ def latest_checkpoint(model_dir: str | Path) -> str:
     return found
 
 
+def _swap_in(staging: Path, output_dir: Path) -> Path:
+    """Moves ``staging/saved_model`` (and its params.yaml) to ``output_dir``, replacing the
+    previous SavedModel only now; if the move fails, the previous one is put back."""
+    saved_model, old = output_dir / "saved_model", staging / "previous_saved_model"
+    if saved_model.exists():
+        os.replace(saved_model, old)
+    try:
+        os.replace(staging / "saved_model", saved_model)
+    except OSError:
+        if old.exists():
+            os.replace(old, saved_model)
+        raise
+    if (staging / "params.yaml").is_file():
+        os.replace(staging / "params.yaml", output_dir / "params.yaml")
+    return saved_model
+
+
+def _export_graph(experiment, checkpoint: str, staging: Path) -> None:
+    from official.core import config_definitions
+    from official.vision.serving import export_saved_model_lib
+
+    params = config_definitions.ExperimentConfig(task=experiment.task)
+    try:
+        export_saved_model_lib.export_inference_graph(
+            input_type="image_tensor", batch_size=None,
+            input_image_size=list(experiment.input_hw), params=params,
+            checkpoint_path=checkpoint, export_dir=str(staging),
+            export_saved_model_subdir="saved_model", input_name=INPUT_NAME)
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TrainingError(checkpoint, f"export failed ({reason}); the previous saved_model "
+                                        "is kept") from None
+
+
 def export(pipeline_config_path: str | Path, model_dir: str | Path,
            output_dir: str | Path) -> Path:
     """Exports the latest checkpoint of ``model_dir`` to ``output_dir/saved_model``.
 
-    The pipeline.config and its label map are copied beside it. Returns the SavedModel path.
-    """
-    from official.core import config_definitions
-    from official.vision.serving import export_saved_model_lib
+    The export is written into a temporary folder inside ``output_dir`` and replaces the
+    previous ``saved_model`` only once it succeeded, so a failing export leaves the model
+    in use intact. The pipeline.config and its label map are copied beside it.
 
+    Returns:
+        The SavedModel path.
+
+    Raises:
+        PipelineConfigError: the config cannot be used (e.g. no label map).
+        TrainingError: no checkpoint, or the export failed (the previous model is kept).
+    """
     pipeline = load_pipeline_config(pipeline_config_path)
+    label_map = require_label_map(pipeline, pipeline_config_path)
     experiment = build_experiment(pipeline, pipeline_config_path)
     checkpoint = latest_checkpoint(model_dir)
     output_dir = Path(output_dir)
-    saved_model = output_dir / "saved_model"
-    if saved_model.exists():
-        shutil.rmtree(saved_model)
     output_dir.mkdir(parents=True, exist_ok=True)
-    params = config_definitions.ExperimentConfig(task=experiment.task)
-    export_saved_model_lib.export_inference_graph(
-        input_type="image_tensor", batch_size=None, input_image_size=list(experiment.input_hw),
-        params=params, checkpoint_path=checkpoint, export_dir=str(output_dir),
-        export_saved_model_subdir="saved_model", input_name=INPUT_NAME)
-    (output_dir / "pipeline.config").write_text(to_text(pipeline), encoding="utf-8")
-    label_map = Path(experiment.label_map_path) if experiment.label_map_path else None
-    if label_map is not None and label_map.is_file():
-        shutil.copyfile(label_map, output_dir / "label_map.pbtxt")
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".export-"))
+    try:
+        _export_graph(experiment, checkpoint, staging)
+        saved_model = _swap_in(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(output_dir / "pipeline.config", to_text(pipeline))
+    atomic_write_bytes(output_dir / "label_map.pbtxt", label_map.read_bytes())
     LOG.info("exported %s to %s", checkpoint, saved_model)
     return saved_model

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from auto_annotate.annotate import (
     write_predefined_classes,
 )
 from auto_annotate.errors import AnnotateError, VocError
-from auto_annotate.images import list_images
+from auto_annotate.images import IMAGE_EXTENSIONS, list_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
 from auto_annotate.summary import Summary
@@ -99,6 +100,16 @@ def split_ids(ids: list[str], fraction: float, seed: int, salt: str) -> set[str]
     return set(shuffled[:round(len(shuffled) * fraction)])
 
 
+def _no_image_problem(folder: Path) -> str:
+    """Why a folder gives nothing to label: it is empty, or which formats it holds."""
+    others = Counter(p.suffix.lower() or "(no suffix)" for p in folder.iterdir()
+                     if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS | {".xml"})
+    found = ", ".join(f"{count} {suffix}" for suffix, count
+                      in sorted(others.items(), key=lambda item: (-item[1], item[0])))
+    return (f"no image to label (supported: {' '.join(sorted(IMAGE_EXTENSIONS))}); "
+            + (f"ignored: {found}" if others else "the folder is empty"))
+
+
 class TsodaLoop:
     """Runs rounds until nothing is left to label, a round accepts nothing, or max_rounds."""
 
@@ -158,6 +169,9 @@ class TsodaLoop:
         tasks = plan_tasks(Path(self.settings.unlabeled_dir), self.labels_dir, False, summary)
         for path, reason in summary.failed:
             self.echo(f"note: {path}: {reason}; not used")
+        if not tasks:
+            raise AnnotateError(self.settings.unlabeled_dir,
+                                _no_image_problem(Path(self.settings.unlabeled_dir)))
         for task in tasks:
             self.journal.add_image(ImageRow(f"U/{task.rel}", str(task.image), str(task.xml),
                                             "unlabelled", None, None, None, None, None))
@@ -201,6 +215,10 @@ class TsodaLoop:
         result = write_tfrecords_for_pairs(pairs, self.label_map, round_dir / "train.record")
         for name, problem in result.skipped + result.dropped_boxes:
             self.echo(f"note: round {number} records: {name}: {problem}")
+        if result.examples == 0:
+            raise TrainingError(None, f"round {number}: no training example: all {len(pairs)} "
+                                      "labelled training images failed to convert (each is "
+                                      "named in a note above); fix their XML and run again")
         self.echo(f"round {number}: {result.examples} training images, {result.boxes} boxes")
         return {}
 

@@ -86,3 +86,38 @@ def load_pipeline_config(path: str | Path):
 def to_text(message) -> str:
     """The message as pipeline.config text (for writing resolved configs)."""
     return text_format.MessageToString(message)
+
+
+def check_label_map(num_classes: int, label_map_path: str | Path,
+                    source: str | Path = "<pipeline.config>") -> None:
+    """Refuses a label map whose class ids the model cannot predict.
+
+    Raises:
+        LabelMapError: the label map cannot be read.
+        PipelineConfigError: a class id above ``model.ssd.num_classes`` (so also a map with
+            more classes than ``num_classes``).
+    """
+    from auto_annotate.label_map import load_label_map
+
+    names = load_label_map(label_map_path).names
+    if max(names) > num_classes:
+        raise PipelineConfigError(source, f"model.ssd.num_classes is {num_classes}, but the "
+                                          f"label map {label_map_path} has {len(names)} "
+                                          f"class(es) with ids up to {max(names)}; the model "
+                                          f"predicts ids 1..num_classes only")
+
+
+def require_label_map(pipeline, source: str | Path = "<pipeline.config>") -> Path:
+    """``train_input_reader.label_map_path``, checked against ``model.ssd.num_classes``.
+
+    Raises:
+        PipelineConfigError: the field is missing or empty, or the label map has a class
+            id above num_classes.
+        LabelMapError: the label map cannot be read.
+    """
+    path = pipeline.train_input_reader.label_map_path.strip()
+    if not path:
+        raise PipelineConfigError(source, "train_input_reader.label_map_path: missing; "
+                                          "set it to the label_map.pbtxt of the classes")
+    check_label_map(pipeline.model.ssd.num_classes, path, source)
+    return Path(path)

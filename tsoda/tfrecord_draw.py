@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from auto_annotate.fileio import atomic_write_bytes
 from tsoda.tfrecord_read import read_tfrecords
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def draw_example(parsed: dict) -> Image.Image:
@@ -34,18 +37,34 @@ def draw_example(parsed: dict) -> Image.Image:
     return image
 
 
+def safe_name(source_id: str, filename: str, taken: set[str]) -> str:
+    """``<source_id>_<image stem>.png`` reduced to a plain file name: characters other than
+    letters, digits, ``-``, ``_`` and ``.`` become ``_``, leading dots are dropped (no
+    ``..``, no hidden file, no folder part), and a name already in ``taken`` gets a number."""
+    stem = filename.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    base = _UNSAFE.sub("_", f"{source_id}_{stem}")[:150].lstrip(".") or "record"
+    name, number = f"{base}.png", 1
+    while name in taken:
+        number += 1
+        name = f"{base}-{number}.png"
+    taken.add(name)
+    return name
+
+
 def draw_tfrecords(pattern: str | Path, output_dir: str | Path, count: int = 4) -> list[Path]:
-    """Draws the first ``count`` records as ``<source_id>_<image stem>.png`` files.
+    """Draws the first ``count`` records as ``<source_id>_<image stem>.png`` files in
+    ``output_dir`` (names made safe by :func:`safe_name`, so a crafted record cannot write
+    elsewhere).
 
     Returns:
         The PNG files written.
     """
     output_dir = Path(output_dir)
-    written = []
+    written, taken = [], set()
     for parsed in itertools.islice(read_tfrecords(pattern), count):
         buffer = io.BytesIO()
         draw_example(parsed).save(buffer, format="PNG")
-        path = output_dir / f"{parsed['source_id']}_{Path(parsed['filename']).stem}.png"
+        path = output_dir / safe_name(parsed["source_id"], parsed["filename"], taken)
         atomic_write_bytes(path, buffer.getvalue())
         written.append(path)
     return written

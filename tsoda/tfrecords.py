@@ -92,14 +92,16 @@ class TfRecordReport:
 
     @property
     def ok(self) -> bool:
-        """True when no file was skipped and no box was dropped."""
-        return not self.skipped and not self.dropped_boxes
+        """True when examples were written, no file was skipped and no box was dropped."""
+        return self.examples > 0 and not self.skipped and not self.dropped_boxes
 
     def format(self) -> str:
         """A human-readable summary, one problem per line."""
         lines = [f"{self.examples} examples ({self.negatives} without objects), "
                  f"{self.boxes} boxes, {len(self.output_paths)} file(s):"]
         lines += [f"  {path}" for path in self.output_paths]
+        if not self.output_paths:
+            lines.append("no usable example: no record file written")
         lines += [f"  class {name!r}: {count} boxes"
                   for name, count in sorted(self.class_counts.items())]
         if self.skipped:
@@ -310,18 +312,24 @@ def write_shards(records: Iterable[bytes], output_path: str | Path, num_shards: 
 
     Each shard is written under a temporary name beside its final one and renamed only
     after every record was written; on any failure the temporary files are removed.
+    Without any record nothing is written (no empty file is left) and [] is returned.
     """
     finals = shard_paths(output_path, num_shards)
     finals[0].parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temps = [path.with_name(f".{path.name}.{tag}.tmp") for path in finals]
     writers: list[tf.io.TFRecordWriter] = []
+    count = 0
     try:
         writers = [tf.io.TFRecordWriter(str(path)) for path in temps]
-        for index, record in enumerate(records):
-            writers[index % num_shards].write(record)
+        for count, record in enumerate(records, start=1):
+            writers[(count - 1) % num_shards].write(record)
         for writer in writers:
             writer.close()
+        if count == 0:
+            for temp in temps:
+                temp.unlink()
+            return []
         for temp, final in zip(temps, finals, strict=True):
             _fsync(temp)
             os.replace(temp, final)

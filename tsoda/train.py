@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tsoda.errors import DivergedError, TrainingError
 from tsoda.experiment import Experiment, build_experiment
-from tsoda.pipeline_config import load_pipeline_config, to_text
+from tsoda.pipeline_config import load_pipeline_config, require_label_map, to_text
 from tsoda.warm_start import is_saved_model, restore_from_saved_model
 
 LOG = logging.getLogger(__name__)
@@ -83,9 +83,13 @@ def _restore(checkpoint, manager, task, model, model_dir: Path) -> None:
 
 def _inputs(task, experiment: Experiment):
     paths = experiment.task.train_data.input_path
-    if not paths or not any(tf.io.gfile.glob(p) for p in paths.split(",")):
+    files = [f for p in paths.split(",") if p for f in tf.io.gfile.glob(p)]
+    if not files:
         raise TrainingError(paths or None, "no training TFRecords match "
                                            "train_input_reader.tf_record_input_reader.input_path")
+    if not any(True for _ in tf.data.TFRecordDataset(files).take(1)):
+        raise TrainingError(paths, "the training TFRecords hold no example; regenerate them "
+                                   "from labelled images")
     return iter(task.build_inputs(experiment.task.train_data))
 
 
@@ -107,12 +111,14 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
     """Trains until step ``num_train_steps`` (default: train_config.num_steps).
 
     Raises:
-        PipelineConfigError: the config cannot be used.
+        PipelineConfigError: the config cannot be used (e.g. no label map, or one with
+            more classes than num_classes).
         TrainingError: no training data, a missing warm-start checkpoint, or a NaN loss.
     """
     from official.core import config_definitions
 
     pipeline = load_pipeline_config(pipeline_config_path)
+    require_label_map(pipeline, pipeline_config_path)
     experiment = build_experiment(pipeline, pipeline_config_path)
     steps = num_train_steps or experiment.num_steps
     if steps < 1:

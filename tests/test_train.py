@@ -1,0 +1,63 @@
+"""``tsoda train`` (and export, and the loop's trainer) refuse unusable training data and
+label maps before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tests.tsoda_helpers import write_tiny_config
+from tsoda.errors import PipelineConfigError, TrainingError
+from tsoda.train import train
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline.config"
+
+
+def test_training_records_without_any_example_are_refused(tmp_path):
+    label_map = tmp_path / "label_map.pbtxt"
+    label_map.write_text('item { id: 1 name: "flame" }\n')
+    with tf.io.TFRecordWriter(str(tmp_path / "empty.record")):
+        pass  # a record file holding no example, as older tools left behind
+    config = write_tiny_config(tmp_path / "c.config", str(tmp_path / "empty.record*"),
+                               label_map)
+    with pytest.raises(TrainingError, match="hold no example"):
+        train(config, tmp_path / "model", progress=False)
+    assert not tf.train.latest_checkpoint(str(tmp_path / "model"))
+
+
+TWO_CLASSES = 'item { id: 1 name: "flame" }\nitem { id: 2 name: "smoke" }\n'
+
+
+@pytest.mark.parametrize("label_map,problem", [
+    (None, r"train_input_reader.label_map_path: missing"),
+    (TWO_CLASSES, r"model.ssd.num_classes is 1, but the label map .* has 2 class\(es\) "
+                  r"with ids up to 2"),
+    ('item { id: 3 name: "flame" }\n', r"model.ssd.num_classes is 1, .* ids up to 3"),
+], ids=["missing", "more_classes", "id_too_high"])
+def test_train_and_export_refuse_a_label_map_the_model_cannot_predict(tmp_path, label_map,
+                                                                      problem):
+    from tsoda.cli import main
+    from tsoda.export import export
+
+    path = tmp_path / "label_map.pbtxt"
+    if label_map is not None:
+        path.write_text(label_map)
+    config = write_tiny_config(tmp_path / "c.config", str(tmp_path / "none*"),
+                               path if label_map is not None else "")
+    with pytest.raises(PipelineConfigError, match=problem):
+        train(config, tmp_path / "model", progress=False)
+    assert not (tmp_path / "model").exists()  # refused before any work
+    with pytest.raises(PipelineConfigError, match=problem):
+        export(config, tmp_path / "model", tmp_path / "out")
+    assert main(["train", "--pipeline_config_path", str(config), "--model_dir",
+                 str(tmp_path / "model"), "--quiet"]) == 2
+
+
+def test_the_loop_trainer_refuses_more_classes_than_num_classes(tmp_path):
+    from tsoda.adapters import ModelGardenTrainer
+
+    (tmp_path / "map.pbtxt").write_text(TWO_CLASSES)
+    with pytest.raises(PipelineConfigError, match=r"model\.ssd\.num_classes is 1"):
+        ModelGardenTrainer(CONFIG, tmp_path / "map.pbtxt")
