@@ -248,7 +248,25 @@ def predict_group(group, detector: Detector) -> Iterator[_Result | tuple]:
             yield _failed(task, reason)
         return
     for (task, image), detections in zip(images, predictions, strict=True):
-        yield task, image, to_label_frame(detections, image)
+        problem = non_finite(detections)
+        if problem:
+            yield _failed(task, problem)
+        else:
+            yield task, image, to_label_frame(detections, image)
+
+
+def non_finite(detections: Detections) -> str | None:
+    """Why the model output for one image is unusable (NaN or infinite values), or None.
+
+    Such boxes are never clipped into the image: a clipped infinite box is a garbage label.
+    """
+    bad_boxes = int((~np.isfinite(detections.boxes)).any(axis=1).sum())
+    bad_scores = int((~np.isfinite(detections.scores)).sum())
+    if not bad_boxes and not bad_scores:
+        return None
+    parts = [f"{count} {what}" for count, what in ((bad_boxes, "box(es) with non-finite "
+             "coordinates"), (bad_scores, "non-finite score(s)")) if count]
+    return f"model returned {' and '.join(parts)} (NaN or infinity); image not labelled"
 
 
 def finish_safely(task: Task, image: DecodedImage, detections: Detections,
