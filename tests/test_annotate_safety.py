@@ -57,3 +57,41 @@ def test_non_finite_model_output_fails_that_image_only(tmp_path, where, value):
         path, reason = summary.failed[0]
         assert path.endswith("bad.png") and "non-finite" in reason and where in reason
     assert not (imgs / "bad.xml").exists()
+
+
+def _fake_saved_model(folder, graph: bytes, index: bytes):
+    (folder / "variables").mkdir(parents=True, exist_ok=True)
+    (folder / "saved_model.pb").write_bytes(graph)
+    (folder / "variables" / "variables.index").write_bytes(index)
+    return folder
+
+
+def test_model_is_identified_by_content_not_path(tmp_path, label_map_path):
+    from auto_annotate import AutoAnnotate
+
+    imgs = make_images(tmp_path / "imgs", 1)
+    model = _fake_saved_model(tmp_path / "model", b"graph", b"index v1")
+
+    def model_id() -> str:
+        return AutoAnnotate(model, label_map_path, imgs, progress=False).options.model_id
+
+    first = model_id()
+    assert model_id() == first  # same files, same identity
+    _fake_saved_model(model, b"graph", b"index v2")  # a better model exported in its place
+    second = model_id()
+    assert second != first
+    _fake_saved_model(model, b"graph v2", b"index v2")
+    assert model_id() not in (first, second)
+    moved = _fake_saved_model(tmp_path / "elsewhere", b"graph v2", b"index v2")
+    assert AutoAnnotate(moved, label_map_path, imgs).options.model_id == model_id()
+
+
+def test_a_new_model_in_the_same_folder_relabels_images_found_empty(tmp_path):
+    imgs = tmp_path
+    save(imgs / "empty.png", draw((40, 30)))
+    annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
+    same = annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
+    assert same.skipped == {"done": 1}
+    newer = annotate_folder(FakeColorDetector(), LABELS, imgs,
+                            options=Options(progress=False, model_id="sha256:other"))
+    assert newer.empty == 1 and not newer.skipped
