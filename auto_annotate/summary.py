@@ -9,7 +9,10 @@ from pathlib import Path
 
 LOG = logging.getLogger("auto_annotate")
 _SKIP_WORDS = {"existing": "label file exists", "verified": "verified in LabelImg",
-               "done": "no detection in an earlier identical run"}
+               "done": "no detection in an earlier identical run",
+               "edited": "label file edited since auto_annotate wrote it, kept",
+               "foreign": "label file not written by auto_annotate, kept",
+               "unreadable": "existing label file unreadable, kept"}
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Summary:
     box_errors: list[tuple[str, str]] = field(default_factory=list)
     manifest: Path | None = None
     seconds: float = 0.0
+    error: str | None = None
 
     def fail(self, path: str | Path, reason: str) -> None:
         self.failed.append((str(path), reason))
@@ -54,7 +58,7 @@ class Summary:
     @property
     def exit_code(self) -> int:
         """0 when every image was handled and every box written; 1 otherwise."""
-        return 1 if self.failed or self.box_errors else 0
+        return 1 if self.failed or self.box_errors or self.error else 0
 
     def format(self) -> str:
         """The human-readable summary, several lines."""
@@ -76,4 +80,7 @@ class Summary:
         lines.append(f"time:              {self.seconds:.1f} s ({rate:.1f} images/s)")
         if self.manifest is not None:
             lines.append(f"scores manifest:   {self.manifest}")
+        if self.error is not None:
+            lines.append(f"error: {self.error}; the run stopped there (labels written so far "
+                         "are kept, each with its record)")
         return "\n".join(lines)
