@@ -228,3 +228,28 @@ def test_sigkill_then_the_same_command_continues(data, tmp_path, stage):
     trained = [c["round_dir"][-2:] for c in FakeTrainer(data / "calls.jsonl").calls()
                if c["call"] == "train"]
     assert trained == ["01", "02", "03"]  # killed training left no record; nothing retrained
+
+
+def test_a_label_a_person_saved_under_the_work_dir_is_never_replaced(data):
+    lines = []
+    first = make_loop(data, max_rounds=1)
+    first.echo = lines.append
+    first.run()
+    held = [image_id for image_id, _ in first.journal.get_meta("held_back/1")]
+    rows = {r.id: r for r in first.journal.images("unlabelled")}
+    mine = rows[held[0]]
+    person = voc.VocAnnotation(Path(mine.image).name, 64, 48,
+                               objects=(voc.VocObject("smoke", (1, 1, 20, 20)),))
+    voc.write_voc(mine.xml, person)  # saved with Ctrl+S, not verified
+    saved = Path(mine.xml).read_bytes()
+    first.journal.close()
+
+    second = make_loop(data, max_rounds=2)
+    second.echo = lines.append
+    second.run()
+    assert Path(mine.xml).read_bytes() == saved
+    status = {r.id: r.status for r in second.journal.images()}
+    assert status[mine.id] == "unlabelled" and all(status[i] == "auto" for i in held[1:])
+    assert second.journal.get_meta("edited/2") == [mine.id]
+    assert any("kept" in line and mine.id in line for line in lines)
+    assert second.journal.rounds()[1].accepted == 3

@@ -9,6 +9,7 @@ so a run killed at any moment continues where it stopped when started again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ from auto_annotate.annotate import (
     write_predefined_classes,
 )
 from auto_annotate.errors import AnnotateError, VocError
-from auto_annotate.fileio import atomic_write_bytes
+from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
 from auto_annotate.images import list_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
@@ -245,14 +246,11 @@ class TsodaLoop:
     def _stage_accept(self, number: int, round_dir: Path, row) -> None:
         start = time.perf_counter()
         accepted, held = self._decide(number, round_dir)
+        accepted, edited = self._copy_accepted(number, round_dir, accepted)
         test = split_ids([r.id for r, _ in accepted], self.settings.test_fraction,
                          self.settings.seed, f"round{number}")
-        for image_row, _ in accepted:  # copies first: repeating them is harmless
-            target = Path(image_row.xml)
-            if target.is_file() and voc.is_verified(target):
-                continue  # a reviewer got there first; the next sync takes it as verified
-            atomic_write_bytes(target, (round_dir / "labels" / target.name).read_bytes())
         with self.journal.transaction():
+            self.journal.set_meta(f"edited/{number}", edited)
             for image_row, record in accepted:
                 scores = record.get("scores") or [0.0]
                 self.journal.update_image(
@@ -265,6 +263,29 @@ class TsodaLoop:
             self.journal.finish_stage(number, "accept", time.perf_counter() - start,
                                       accepted=len(accepted), held_back=len(held))
         return None
+
+    def _copy_accepted(self, number: int, round_dir: Path, accepted: list) -> tuple[list, list]:
+        """Copies accepted labels into W/labels (repeating this is harmless). A file there
+        that is not the one the loop wrote (its SHA-256 is kept in the journal) is a
+        person's work, saved or verified: never replaced, its image not accepted.
+
+        Returns:
+            (the accepted (row, record) pairs whose label was copied, the edited ids).
+        """
+        copied, edited = [], []
+        for image_row, record in accepted:
+            target, key = Path(image_row.xml), f"label_sha256/{image_row.id}"
+            if target.is_file() and sha256_of_file(target) != self.journal.get_meta(key):
+                edited.append(image_row.id)
+                continue
+            data = (round_dir / "labels" / target.name).read_bytes()
+            self.journal.set_meta(key, hashlib.sha256(data).hexdigest())  # before the write
+            atomic_write_bytes(target, data)
+            copied.append((image_row, record))
+        if edited:
+            self.echo(f"note: round {number}: {len(edited)} label(s) under {self.labels_dir} "
+                      f"edited by a person were kept, not replaced: {', '.join(edited)}")
+        return copied, edited
 
     def _run_round(self, number: int) -> None:
         round_dir = self.work / "rounds" / f"{number:02d}"
