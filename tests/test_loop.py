@@ -253,3 +253,17 @@ def test_a_label_a_person_saved_under_the_work_dir_is_never_replaced(data):
     assert second.journal.get_meta("edited/2") == [mine.id]
     assert any("kept" in line and mine.id in line for line in lines)
     assert second.journal.rounds()[1].accepted == 3
+
+
+def test_an_unreadable_hand_test_label_is_reported_not_scored_silently(data):
+    ids = [f"L/hand{i}.png" for i in range(5)]
+    [test_id] = split_ids(ids, 0.25, 3, "hand")
+    broken = data / "L" / (Path(test_id).stem + ".xml")
+    broken.write_text("<annotation><broken")
+    lines = []
+    tsoda = make_loop(data, max_rounds=1)
+    tsoda.echo = lines.append
+    tsoda.run()
+    hand = tsoda.journal.rounds()[0].metrics["hand"]
+    assert (hand["images"], hand["asked"]) == (0, 1)
+    assert any("evaluation" in line and broken.name in line for line in lines)

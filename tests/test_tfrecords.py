@@ -268,3 +268,15 @@ def test_real_exif_photos_records_hold_the_labelled_pixels(tmp_path, flames_dir)
             ours = record["image"][y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
             truth = decoded.upright[y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
             np.testing.assert_allclose(ours, truth, atol=2.0, err_msg=record["filename"])
+
+
+def test_label_whose_every_box_has_an_unknown_class_is_skipped_not_a_negative(
+        tmp_path, label_map_path):
+    for name in ("typo", "fine"):
+        save(tmp_path / "data" / f"{name}.png", draw((60, 30)))
+    _xml(tmp_path / "data", "typo", "typo.png", (60, 30), [("flme", (0.0, 0.0, 10.0, 10.0))])
+    _xml(tmp_path / "data", "fine", "fine.png", (60, 30), [("flame", (0.0, 0.0, 10.0, 10.0))])
+    report = _write(tmp_path, label_map_path)
+    assert (report.examples, report.negatives, report.boxes) == (1, 0, 1)
+    [(name, problem)] = report.skipped
+    assert name == "typo.xml" and "'flme'" in problem and "no object" in problem

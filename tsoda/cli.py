@@ -102,8 +102,10 @@ def _run(args) -> int:
     elif args.command == "evaluate":
         from tsoda.evaluate import evaluate
 
-        print(evaluate(args.saved_model_path, args.label_map_path, args.data_dir,
-                       args.output_path, args.batch_size).format())
+        metrics = evaluate(args.saved_model_path, args.label_map_path, args.data_dir,
+                           args.output_path, args.batch_size)
+        print(metrics.format())
+        return 1 if metrics.skipped else 0  # scored on fewer images than asked
     elif args.command == "run":
         _run_loop(args)
     elif args.command == "simulate":

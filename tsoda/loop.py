@@ -209,8 +209,12 @@ class TsodaLoop:
             pairs = self._pairs("test", statuses)
             if pairs:
                 result = self.evaluate(detector, self.label_map, pairs)
+                for path, reason in result.skipped:  # never scored on fewer images silently
+                    self.echo(f"note: round {number} evaluation on the {name} test set: "
+                              f"{path}: {reason}; not scored")
                 metrics[name] = {"map50": result.map50, "map50_95": result.map50_95,
-                                 "recall": result.recall, "images": result.images}
+                                 "recall": result.recall, "images": result.images,
+                                 "asked": len(pairs)}
         return {"metrics": metrics}
 
     def _stage_label(self, number: int, round_dir: Path, row) -> dict:
