@@ -23,7 +23,7 @@ from auto_annotate import voc
 from auto_annotate.detections import Detections, non_finite_problem
 from auto_annotate.errors import AnnotateError, ImageError, VocError
 from auto_annotate.fileio import atomic_write_text, sha256_of_file
-from auto_annotate.images import DecodedImage, decode_image, list_images
+from auto_annotate.images import DecodedImage, decode_image, scan_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
 from auto_annotate.model import Detector
@@ -73,10 +73,15 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
                summary: Summary) -> list[Task]:
     """One task per image; the XML mirrors the image's sub-folder under ``xml_root``.
 
-    Images whose XML paths collide (a.jpg and a.png) are all reported as failed.
+    Images whose XML paths collide (a.jpg and a.png) and image links whose target is
+    missing are reported as failed; unsupported image formats are counted in the summary.
     """
     by_xml: dict[Path, list[Task]] = {}
-    for image in list_images(imgs_root, recursive):
+    scan = scan_images(imgs_root, recursive)
+    summary.ignored = scan.ignored
+    for link in scan.broken_links:
+        summary.fail(link, "broken symbolic link (its target does not exist)")
+    for image in scan.images:
         rel = image.relative_to(imgs_root)
         task = Task(image, rel.as_posix(), xml_root / rel.parent / (image.stem + ".xml"))
         by_xml.setdefault(task.xml, []).append(task)

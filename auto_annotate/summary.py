@@ -7,7 +7,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auto_annotate.images import IMAGE_EXTENSIONS
+
 LOG = logging.getLogger("auto_annotate")
+SUPPORTED = " ".join(sorted(IMAGE_EXTENSIONS))
 _SKIP_WORDS = {"existing": "label file exists", "verified": "verified in LabelImg",
                "done": "no detection in an earlier identical run",
                "edited": "label file edited since auto_annotate wrote it, kept",
@@ -30,6 +33,7 @@ class Summary:
     manifest: Path | None = None
     seconds: float = 0.0
     error: str | None = None
+    ignored: dict[str, int] = field(default_factory=dict)
 
     def fail(self, path: str | Path, reason: str) -> None:
         self.failed.append((str(path), reason))
@@ -58,7 +62,7 @@ class Summary:
     @property
     def exit_code(self) -> int:
         """0 when every image was handled and every box written; 1 otherwise."""
-        return 1 if self.failed or self.box_errors or self.error else 0
+        return 1 if self.failed or self.box_errors or self.error or not self.found else 0
 
     def format(self) -> str:
         """The human-readable summary, several lines."""
@@ -66,7 +70,8 @@ class Summary:
                             for k, n in sorted(self.skipped.items()))
         rate = self.processed / self.seconds if self.seconds > 0 else 0.0
         lines = [
-            f"images found:      {self.found}",
+            f"images found:      {self.found}" + (" (warning: no supported image; "
+                                                  f"supported: {SUPPORTED})" * (not self.found)),
             f"annotated:         {self.annotated}",
             f"no detection:      {self.empty} ({self.empty_written} empty XML written)",
             f"skipped:           {sum(self.skipped.values())}"
@@ -74,6 +79,10 @@ class Summary:
             f"failed:            {len(self.failed)}",
             f"boxes written:     {self.boxes_written}",
         ]
+        if self.ignored:
+            formats = ", ".join(f"{count} {suffix}" for suffix, count in self.ignored.items())
+            lines.append(f"ignored:           {sum(self.ignored.values())} file(s) in "
+                         f"unsupported image formats ({formats})")
         if self.box_errors:
             lines.append(f"boxes dropped:     {len(self.box_errors)} (class id not in label map)")
         lines += [f"  {path}: {reason}" for path, reason in self.failed + self.box_errors]

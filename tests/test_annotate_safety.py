@@ -215,3 +215,31 @@ def test_unreadable_existing_xml_is_its_own_skip_reason_naming_the_file(tmp_path
     assert summary.skipped == {"unreadable": 1} and summary.annotated == 1
     assert "existing label file unreadable, kept" in summary.format()
     assert "img0.xml" in caplog.text and (imgs / "img0.xml").read_text() == "<annotation><broken"
+
+
+def test_webp_and_tiff_are_labelled_like_other_images(tmp_path):
+    for suffix in ("webp", "tif", "TIFF"):
+        save(tmp_path / f"photo_{suffix}.{suffix}", draw((40, 30), [(RED, (2, 2, 12, 12))]),
+             **({"lossless": True} if suffix == "webp" else {}))
+    summary = annotate_folder(FakeColorDetector(), LABELS, tmp_path, options=Options(**QUIET))
+    assert summary.found == 3 and summary.annotated == 3 and summary.exit_code == 0
+
+
+def test_a_folder_without_supported_images_warns_and_names_the_ignored_formats(tmp_path):
+    save(tmp_path / "anim.gif", draw((40, 30)))
+    (tmp_path / "photo.heic").write_bytes(b"not really")
+    (tmp_path / "notes.txt").write_text("x")
+    summary = annotate_folder(FakeColorDetector(), LABELS, tmp_path, options=Options(**QUIET))
+    assert summary.found == 0 and summary.exit_code == 1
+    text = summary.format()
+    assert "no supported image" in text and ".gif" in text and ".heic" in text
+    assert ".txt" not in text
+
+
+def test_broken_symbolic_links_are_reported(tmp_path):
+    make_images(tmp_path, 1)
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    summary = annotate_folder(FakeColorDetector(), LABELS, tmp_path, options=Options(**QUIET))
+    assert summary.annotated == 1 and summary.exit_code == 1
+    [(path, reason)] = summary.failed
+    assert path.endswith("gone.jpg") and "broken symbolic link" in reason
