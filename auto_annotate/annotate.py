@@ -21,7 +21,7 @@ from tqdm import tqdm
 from auto_annotate import boxes as box_ops
 from auto_annotate import voc
 from auto_annotate.detections import Detections, non_finite_problem
-from auto_annotate.errors import AnnotateError, ImageError, VocError
+from auto_annotate.errors import AnnotateError, ImageError, VocError, error_line
 from auto_annotate.fileio import atomic_write_text, sha256_of_file
 from auto_annotate.images import DecodedImage, decode_image, scan_images
 from auto_annotate.label_map import LabelMap
@@ -279,8 +279,7 @@ def predict_group(group, detector: Detector) -> Iterator[_Result | tuple]:
     try:
         predictions = detector.predict([image.upright for _, image in images])
     except Exception as error:  # one failing batch must not end the run
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        reason = f"model failed: {type(error).__name__}: {first_line}"
+        reason = f"model failed: {error_line(error)}"
         for task, _ in images:
             yield _failed(task, reason)
         return

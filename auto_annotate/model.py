@@ -22,7 +22,7 @@ from PIL import Image
 
 from auto_annotate import boxes as box_ops
 from auto_annotate.detections import Detections
-from auto_annotate.errors import ModelError
+from auto_annotate.errors import ModelError, error_line
 
 LOG = logging.getLogger(__name__)
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
@@ -110,8 +110,7 @@ def load_signature(saved_model_path: str | Path):
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as error:  # TF raises many types here; all mean "cannot load"
-        raise ModelError(path, f"cannot load SavedModel ({type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise ModelError(path, f"cannot load SavedModel ({error_line(error)})") from None
     signatures = dict(loaded.signatures)
     if "serving_default" not in signatures:
         raise ModelError(path, f"no 'serving_default' signature (found: {sorted(signatures)})")

@@ -243,3 +243,30 @@ def test_broken_symbolic_links_are_reported(tmp_path):
     assert summary.annotated == 1 and summary.exit_code == 1
     [(path, reason)] = summary.failed
     assert path.endswith("gone.jpg") and "broken symbolic link" in reason
+
+
+def _failing_model(path):
+    """A SavedModel with the contract's signature whose graph fails on every image."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def detect(input_tensor):
+        values = tf.reshape(tf.cast(input_tensor, tf.float32), [-1, 7])
+        return {"detection_boxes": tf.zeros([1, 1, 4]) + values[0, 0],
+                "detection_scores": tf.zeros([1, 1]), "detection_classes": tf.ones([1, 1])}
+
+    module = tf.Module()
+    module.detect = detect
+    tf.saved_model.save(module, str(path), signatures={"serving_default": detect})
+    return path
+
+
+def test_a_tensorflow_error_keeps_its_cause_line(tmp_path, label_map_path, capsys):
+    from auto_annotate.cli import main
+
+    imgs = make_images(tmp_path / "imgs", 1)
+    model = _failing_model(tmp_path / "model")
+    assert main(["--saved_model_path", str(model), "--label_map_path", str(label_map_path),
+                 "--imgs_path", str(imgs), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "Input to reshape is a tensor with" in out and "Graph execution error" not in out
