@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from auto_annotate.console import setup_console
 from auto_annotate.errors import AnnotateError
 
 
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("pipeline_config_paths", nargs="+")
     for sub in (train, export, evaluate, run, simulate, demo, stats):
         sub.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+        sub.add_argument("--verbose", action="store_true",
+                         help="also show TensorFlow's own log lines and warnings")
     return parser
 
 
@@ -173,11 +175,7 @@ def _run_loop(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s: %(message)s")
-    for noisy in ("absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    setup_console(args.verbose, logging.WARNING if args.quiet else logging.INFO)
     try:
         return _run(args)
     except (AnnotateError, ValueError) as error:
