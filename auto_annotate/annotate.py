@@ -6,12 +6,13 @@ so decoding overlaps inference; images are grouped into batches the model can ta
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,10 @@ from tqdm import tqdm
 
 from auto_annotate import boxes as box_ops
 from auto_annotate import voc
-from auto_annotate.detections import Detections
-from auto_annotate.errors import AnnotateError, ImageError, VocError
-from auto_annotate.fileio import atomic_write_text
-from auto_annotate.images import DecodedImage, decode_image, list_images
+from auto_annotate.detections import Detections, non_finite_problem
+from auto_annotate.errors import AnnotateError, ImageError, VocError, error_line
+from auto_annotate.fileio import atomic_write_text, sha256_of_file
+from auto_annotate.images import DecodedImage, decode_image, scan_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
 from auto_annotate.model import Detector
@@ -51,11 +52,14 @@ class Options:
 
 @dataclass(frozen=True)
 class Task:
-    """One image to annotate: the file, its path relative to the image folder, its XML."""
+    """One image to annotate: the file, its path relative to the image folder, its XML,
+    and ``replaces``: the SHA-256 of the existing XML this run may replace (one it wrote
+    itself and nobody changed since), None when there was no XML."""
 
     image: Path
     rel: str
     xml: Path
+    replaces: str | None = None
 
 
 @dataclass
@@ -69,10 +73,15 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
                summary: Summary) -> list[Task]:
     """One task per image; the XML mirrors the image's sub-folder under ``xml_root``.
 
-    Images whose XML paths collide (a.jpg and a.png) are all reported as failed.
+    Images whose XML paths collide (a.jpg and a.png) and image links whose target is
+    missing are reported as failed; unsupported image formats are counted in the summary.
     """
     by_xml: dict[Path, list[Task]] = {}
-    for image in list_images(imgs_root, recursive):
+    scan = scan_images(imgs_root, recursive)
+    summary.ignored = scan.ignored
+    for link in scan.broken_links:
+        summary.fail(link, "broken symbolic link (its target does not exist)")
+    for image in scan.images:
         rel = image.relative_to(imgs_root)
         task = Task(image, rel.as_posix(), xml_root / rel.parent / (image.stem + ".xml"))
         by_xml.setdefault(task.xml, []).append(task)
@@ -89,39 +98,54 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
     return tasks
 
 
-def _already_done(task: Task, options: Options, previous: dict | None) -> str | None:
-    """The skip reason for an image already handled, or None to process it."""
+def _existing_xml(task: Task, options: Options, previous: dict | None) -> Task | str:
+    """For an image whose XML exists: the task (with the hash it may replace) or the skip
+    reason. Only a file this tool wrote (its hash is in the image's manifest record) and
+    nobody changed since is replaced, and only with ``overwrite``."""
+    try:
+        if voc.is_verified(task.xml):
+            return "verified"
+    except VocError as error:
+        if options.overwrite:
+            raise
+        LOG.warning("%s; kept as it is", error)
+        return "unreadable"
+    if not options.overwrite:
+        return "existing"
+    recorded = (previous or {}).get("xml_sha256")
+    if recorded is None:
+        return "foreign"
+    digest = sha256_of_file(task.xml)
+    return replace(task, replaces=digest) if digest == recorded else "edited"
+
+
+def _already_done(task: Task, options: Options, previous: dict | None) -> Task | str:
+    """The task to process, or the skip reason for an image already handled."""
     if task.xml.exists():
-        try:
-            if voc.is_verified(task.xml):
-                return "verified"
-        except VocError:
-            if options.overwrite:
-                raise
-            return "existing"
-        return None if options.overwrite else "existing"
+        return _existing_xml(task, options, previous)
     if options.overwrite or options.write_empty or previous is None:
-        return None
+        return task
     same_run = (previous.get("status") == "empty" and previous.get("model") == options.model_id
                 and previous.get("threshold") == options.threshold)
-    return "done" if same_run else None
+    return "done" if same_run else task
 
 
 def select_tasks(tasks: list[Task], options: Options, manifest: dict[str, dict],
                  summary: Summary) -> list[Task]:
     """Drops images that are labelled already (verified files always; others unless
-    ``overwrite``) and images a previous identical run found empty."""
+    ``overwrite``, and then files a person edited) and images a previous identical run
+    found empty."""
     todo = []
     for task in tasks:
         try:
-            reason = _already_done(task, options, manifest.get(task.rel))
-        except VocError as error:
-            summary.fail(task.image, f"{error.problem}; not overwriting it")
+            outcome = _already_done(task, options, manifest.get(task.rel))
+        except (VocError, OSError) as error:
+            summary.fail(task.image, f"{getattr(error, 'problem', error)}; not overwriting it")
             continue
-        if reason is None:
-            todo.append(task)
+        if isinstance(outcome, Task):
+            todo.append(outcome)
         else:
-            summary.skip(reason)
+            summary.skip(outcome)
     return todo
 
 
@@ -201,28 +225,41 @@ def _write_blocked(task: Task, options: Options) -> str | None:
         return None
     if voc.is_verified(task.xml):
         return "verified"
-    return None if options.overwrite else "existing"
+    if not options.overwrite:
+        return "existing"
+    return None if sha256_of_file(task.xml) == task.replaces else "edited"
+
+
+def _xml_text(task: Task, image: DecodedImage, kept: Detections, names: list[str]) -> str:
+    objects = tuple(voc.VocObject(n, tuple(float(v) for v in box))
+                    for n, box in zip(names, kept.boxes, strict=True))
+    return voc.annotation_to_xml(voc.VocAnnotation(
+        filename=task.image.name, width=image.hw[1], height=image.hw[0], depth=image.depth,
+        objects=objects, folder=task.image.parent.name, path=str(task.image.resolve())))
 
 
 def finish_image(task: Task, image: DecodedImage, detections: Detections,
-                 label_map: LabelMap, options: Options) -> _Result:
-    """Thresholds label-frame detections, writes the XML if due, builds the record."""
+                 label_map: LabelMap, options: Options, manifest: ManifestWriter) -> _Result:
+    """Thresholds label-frame detections, builds the record, appends it to the manifest,
+    then writes the XML if due: a run killed at any point leaves no XML without its record
+    (a record whose XML is missing is simply done again)."""
     kept, errors = _labelled(detections.at_or_above(options.threshold), label_map)
     names = [label_map.name_of(c) for c in kept.class_ids]
     status = "annotated" if len(kept) else "empty"
     record = _record(task, image, kept, detections, options)
     record.update(status=status, classes=names, errors=errors, xml=None)
+    text = None
     if len(kept) or options.write_empty:
         blocked = _write_blocked(task, options)
         if blocked:
             return _Result(task, "skipped", {"reason": blocked})
-        objects = tuple(voc.VocObject(n, tuple(float(v) for v in box))
-                        for n, box in zip(names, kept.boxes, strict=True))
-        voc.write_voc(task.xml, voc.VocAnnotation(
-            filename=task.image.name, width=image.hw[1], height=image.hw[0],
-            depth=image.depth, objects=objects, folder=task.image.parent.name,
-            path=str(task.image.resolve())))
-        record["xml"] = task.xml.name
+        text = _xml_text(task, image, kept, names)
+        record.update(xml=task.xml.name,
+                      xml_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+    if not manifest.append(record):
+        return _failed(task, f"not labelled: {manifest.error.problem}")
+    if text is not None:
+        atomic_write_text(task.xml, text)
     return _Result(task, status, record)
 
 
@@ -242,20 +279,23 @@ def predict_group(group, detector: Detector) -> Iterator[_Result | tuple]:
     try:
         predictions = detector.predict([image.upright for _, image in images])
     except Exception as error:  # one failing batch must not end the run
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        reason = f"model failed: {type(error).__name__}: {first_line}"
+        reason = f"model failed: {error_line(error)}"
         for task, _ in images:
             yield _failed(task, reason)
         return
     for (task, image), detections in zip(images, predictions, strict=True):
-        yield task, image, to_label_frame(detections, image)
+        problem = non_finite_problem(detections)
+        if problem:
+            yield _failed(task, problem)
+        else:
+            yield task, image, to_label_frame(detections, image)
 
 
 def finish_safely(task: Task, image: DecodedImage, detections: Detections,
-                  label_map: LabelMap, options: Options) -> _Result:
+                  label_map: LabelMap, options: Options, manifest: ManifestWriter) -> _Result:
     """:func:`finish_image`, with a write failure as this image's failure."""
     try:
-        return finish_image(task, image, detections, label_map, options)
+        return finish_image(task, image, detections, label_map, options, manifest)
     except (OSError, AnnotateError) as error:
         return _failed(task, f"cannot write label {task.xml}: {error}")
 
@@ -267,11 +307,12 @@ def _done(result: _Result) -> Future:
 
 
 def _account(result: _Result, summary: Summary, manifest: ManifestWriter) -> None:
+    """Counts a result; records of labelled images are in the manifest already."""
     if result.status == "skipped":
         summary.skip(result.record["reason"])
         return
-    manifest.append(result.record)
     if result.status == "failed":
+        manifest.append(result.record)
         summary.fail(result.task.image, result.record["error"])
         return
     for error in result.record["errors"]:
@@ -310,8 +351,8 @@ def annotate_tasks(detector: Detector, label_map: LabelMap, tasks: list[Task],
                    xml_root: str | Path, options: Options = Options(),
                    summary: Summary | None = None) -> Summary:
     """Annotates the given images; the class list and the manifest go into ``xml_root``."""
-    start, summary = time.perf_counter(), summary or Summary(found=len(tasks))
-    xml_root = Path(xml_root)
+    start, summary, xml_root = time.perf_counter(), summary or Summary(found=len(tasks)), \
+        Path(xml_root)
     try:
         xml_root.mkdir(parents=True, exist_ok=True)
         write_predefined_classes(xml_root, label_map)
@@ -338,10 +379,13 @@ def annotate_tasks(detector: Detector, label_map: LabelMap, tasks: list[Task],
         try:
             for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
                 for item in predict_group(group, detector):
-                    pending.append(_done(item) if isinstance(item, _Result)
-                                   else writer.submit(finish_safely, *item, label_map, options))
+                    pending.append(_done(item) if isinstance(item, _Result) else writer.submit(
+                        finish_safely, *item, label_map, options, manifest))
                 account(lookahead)
-        finally:  # also when interrupted: every label written gets its manifest record
+                if manifest.error is not None:  # stop cleanly; labels written are kept
+                    break
+        finally:
             account(0)
+    summary.error = None if manifest.error is None else str(manifest.error)
     summary.seconds = time.perf_counter() - start
     return summary

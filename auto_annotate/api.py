@@ -7,6 +7,7 @@ from pathlib import Path
 from auto_annotate.annotate import Options, annotate_folder
 from auto_annotate.errors import AnnotateError
 from auto_annotate.label_map import load_label_map
+from auto_annotate.model import model_fingerprint
 from auto_annotate.summary import Summary
 
 
@@ -44,13 +45,13 @@ class AutoAnnotate:
         self.imgs_path = Path(imgs_path)
         self.xml_path = Path(xml_path) if xml_path is not None else None
         self.batch_size = batch_size
-        self.options = Options(threshold=threshold, recursive=recursive, overwrite=overwrite,
-                               write_empty=write_empty, progress=progress,
-                               model_id=str(self.saved_model_path.resolve()))
         if not self.imgs_path.is_dir():
             raise AnnotateError(self.imgs_path, "image folder does not exist")
         if not self.saved_model_path.is_dir():
             raise AnnotateError(self.saved_model_path, "SavedModel folder does not exist")
+        self.options = Options(threshold=threshold, recursive=recursive, overwrite=overwrite,
+                               write_empty=write_empty, progress=progress,
+                               model_id=model_fingerprint(self.saved_model_path))
         self.label_map = load_label_map(label_map_path)
 
     def generate_annotations(self) -> Summary:

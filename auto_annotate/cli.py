@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from auto_annotate.console import setup_console
 from auto_annotate.errors import AnnotateError
 
 
@@ -52,14 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write_empty", action="store_true",
                         help="write an XML without objects for images with no detection")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's own log lines and model details")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command; returns the exit status (0 ok, 1 some image failed, 2 usage)."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    setup_console(args.verbose)  # before TensorFlow is imported
     from auto_annotate.api import AutoAnnotate
 
     try:

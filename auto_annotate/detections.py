@@ -57,3 +57,17 @@ class Detections:
         exactly float32(0.7) at threshold 0.7, since float32(0.7) < 0.7 in float64.
         """
         return self.select(self.scores >= np.float32(threshold))
+
+
+def non_finite_problem(detections: Detections) -> str | None:
+    """Why the model output for one image is unusable (NaN or infinite values), or None.
+
+    Such boxes are never clipped into the image: a clipped infinite box is a garbage label.
+    """
+    bad_boxes = int((~np.isfinite(detections.boxes)).any(axis=1).sum())
+    bad_scores = int((~np.isfinite(detections.scores)).sum())
+    if not bad_boxes and not bad_scores:
+        return None
+    parts = [f"{count} {what}" for count, what in ((bad_boxes, "box(es) with non-finite "
+             "coordinates"), (bad_scores, "non-finite score(s)")) if count]
+    return f"model returned {' and '.join(parts)} (NaN or infinity); image not labelled"

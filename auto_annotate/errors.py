@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ")
 
 
 class AnnotateError(Exception):
@@ -33,3 +36,17 @@ class ImageError(AnnotateError):
 
 class ModelError(AnnotateError):
     """A SavedModel cannot be loaded or its signature cannot be used."""
+
+
+def error_line(error: BaseException) -> str:
+    """One line saying what went wrong in ``error``, for messages about a failed call.
+
+    TensorFlow's messages start with "Graph execution error:" and where the failing node
+    was defined; the cause is the line before the ``[[{{node ...}}]]`` marker.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    marker = next((i for i, line in enumerate(lines) if line.startswith("[[")), len(lines))
+    causes = [line for line in lines[:marker] if not line.startswith(_TF_NOISE)]
+    cause = causes[-1] if causes else (lines[0] if lines else "")
+    cause = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", cause)  # TF's wrapper prefix
+    return f"{type(error).__name__}: {cause}" if cause else type(error).__name__

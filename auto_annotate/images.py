@@ -12,7 +12,14 @@ from PIL import Image, UnidentifiedImageError
 
 from auto_annotate.errors import ImageError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+# What LabelImg can show too (Qt's image readers). Qt applies the EXIF orientation of JPEG
+# and TIFF files, not of PNG or WebP.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+_ORIENTED_FORMATS = frozenset({"JPEG", "TIFF"})
+# Image formats that are not labelled, named in the summary when a folder holds them.
+OTHER_IMAGE_EXTENSIONS = frozenset({".gif", ".heic", ".heif", ".avif", ".jp2", ".jfif",
+                                    ".ppm", ".pgm", ".pbm", ".tga", ".ico", ".psd", ".svg",
+                                    ".dng", ".cr2", ".nef", ".arw", ".raw"})
 _EXIF_ORIENTATION = 0x0112
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "F"})
 
@@ -49,8 +56,18 @@ def _natural_key(path: Path) -> list:
             for part in re.split(r"(\d+)", path.as_posix())]
 
 
-def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files under ``root`` (jpg, jpeg, png, bmp, any case), in natural order.
+@dataclass(frozen=True)
+class ImageScan:
+    """What a folder holds: images (natural order), image links whose target is missing,
+    and the suffixes of files in image formats that are not supported."""
+
+    images: list[Path]
+    broken_links: list[Path]
+    ignored: dict[str, int]
+
+
+def scan_images(root: str | Path, recursive: bool = False) -> ImageScan:
+    """Image files under ``root`` (see IMAGE_EXTENSIONS, any case), and what was left out.
 
     Other files (XML labels included) are never returned. Symlinked folders are not followed.
     """
@@ -59,13 +76,26 @@ def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
         found = [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
     else:
         found = [entry for entry in root.iterdir() if not entry.is_dir()]
-    images = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    return sorted(images, key=lambda p: _natural_key(p.relative_to(root)))
+    ours = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+    ignored: dict[str, int] = {}
+    for path in found:
+        if path.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
+            ignored[path.suffix.lower()] = ignored.get(path.suffix.lower(), 0) + 1
+    order = lambda p: _natural_key(p.relative_to(root))  # noqa: E731
+    return ImageScan(sorted((p for p in ours if p.is_file()), key=order),
+                     sorted((p for p in ours if p.is_symlink() and not p.exists()), key=order),
+                     dict(sorted(ignored.items())))
+
+
+def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files of :func:`scan_images`, in natural order."""
+    return scan_images(root, recursive).images
 
 
 def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation LabelImg applies: JPEG only (Qt's PNG reader ignores eXIf)."""
-    if image.format != "JPEG":
+    """The EXIF orientation LabelImg applies: JPEG and TIFF only (Qt's PNG and WebP readers
+    ignore it)."""
+    if image.format not in _ORIENTED_FORMATS:
         return 1
     try:
         value = int(image.getexif().get(_EXIF_ORIENTATION, 1))

@@ -9,6 +9,7 @@ encoded-string input (the upright image is sent as PNG).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Hashable, Sequence
@@ -21,13 +22,37 @@ from PIL import Image
 
 from auto_annotate import boxes as box_ops
 from auto_annotate.detections import Detections
-from auto_annotate.errors import ModelError
+from auto_annotate.errors import ModelError, error_line
 
 LOG = logging.getLogger(__name__)
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
 EXPECTED = ("one input: uint8 or float32 [B, H, W, 3] (B = 1 or None, H and W fixed or "
             "None) or string [B] / scalar; outputs detection_boxes, detection_scores, "
             "detection_classes (num_detections optional)")
+
+
+_FINGERPRINT_FILES = ("saved_model.pb", "variables/variables.index")
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """Identifies a model by its content, so a model exported into the same folder is new.
+
+    A SavedModel folder is identified by ``saved_model.pb`` and ``variables/variables.index``
+    (the index holds a checksum of every variable); any other path by the file's bytes.
+
+    Returns:
+        ``"sha256:"`` and the hex digest.
+    """
+    path = Path(path)
+    files = [path / name for name in _FINGERPRINT_FILES] if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode("utf-8") + b"\0")
+        if file.is_file():
+            with file.open("rb") as stream:
+                for chunk in iter(lambda s=stream: s.read(1 << 20), b""):
+                    digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 class Detector(Protocol):
@@ -85,8 +110,7 @@ def load_signature(saved_model_path: str | Path):
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as error:  # TF raises many types here; all mean "cannot load"
-        raise ModelError(path, f"cannot load SavedModel ({type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise ModelError(path, f"cannot load SavedModel ({error_line(error)})") from None
     signatures = dict(loaded.signatures)
     if "serving_default" not in signatures:
         raise ModelError(path, f"no 'serving_default' signature (found: {sorted(signatures)})")

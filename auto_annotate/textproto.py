@@ -51,12 +51,36 @@ def _tokens(text: str, path: Path) -> list[tuple[str, str, int]]:
     return tokens
 
 
+_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})"
+                     r"|U([0-9a-fA-F]{8})|(.))", re.DOTALL)
+_SIMPLE = {"n": b"\n", "t": b"\t", "r": b"\r", "a": b"\a", "b": b"\b", "f": b"\f",
+           "v": b"\v", "\\": b"\\", "'": b"'", '"': b'"', "?": b"?"}
+
+
+def _escape_bytes(match: re.Match) -> bytes:
+    octal, hexa, short, long, char = match.groups()
+    if octal or hexa:
+        return bytes([int(octal, 8) % 256 if octal else int(hexa, 16)])
+    if short or long:
+        return chr(int(short or long, 16)).encode("utf-8")
+    return _SIMPLE.get(char, ("\\" + char).encode("utf-8"))
+
+
 def unquote(token: str) -> str:
-    """The text of a quoted string token, with backslash escapes resolved."""
+    """The text of a quoted string token, with backslash escapes resolved.
+
+    As in protobuf text format, octal and hex escapes are bytes, and the string's bytes
+    are UTF-8 (``"caf\\303\\251"`` is "café").
+    """
     body = token[1:-1]
     if "\\" not in body:
         return body
-    return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    data, pos = bytearray(), 0
+    for match in _ESCAPE.finditer(body):
+        data += body[pos:match.start()].encode("utf-8") + _escape_bytes(match)
+        pos = match.end()
+    data += body[pos:].encode("utf-8")
+    return data.decode("utf-8", errors="replace")
 
 
 def _value(tokens, pos, path, name, line):

@@ -25,20 +25,22 @@ def make_images(folder, count, size=(40, 30)):
 
 def test_existing_xml_is_kept_unless_overwrite_and_verified_is_never_replaced(tmp_path):
     imgs = make_images(tmp_path, 3)
+    annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
     hand = voc.VocAnnotation("img0.png", 40, 30, objects=(voc.VocObject("smoke", (0, 0, 5, 5)),))
-    voc.write_voc(imgs / "img0.xml", hand)
     voc.write_voc(imgs / "img1.xml", voc.VocAnnotation(**{**hand.__dict__, "verified": True}))
     before = {name: (imgs / name).read_bytes() for name in ("img0.xml", "img1.xml")}
+    (imgs / "img2.xml").unlink()
 
     summary = annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
     assert summary.skipped == {"existing": 1, "verified": 1} and summary.annotated == 1
     assert {n: (imgs / n).read_bytes() for n in before} == before
 
+    voc.write_voc(imgs / "img0.xml", hand)  # a person edits what auto_annotate wrote
     summary = annotate_folder(FakeColorDetector(), LABELS, imgs,
                               options=Options(overwrite=True, **QUIET))
-    assert summary.skipped == {"verified": 1} and summary.annotated == 2
+    assert summary.skipped == {"verified": 1, "edited": 1} and summary.annotated == 1
     assert (imgs / "img1.xml").read_bytes() == before["img1.xml"]
-    assert voc.read_voc(imgs / "img0.xml").objects[0].name == "flame"
+    assert voc.read_voc(imgs / "img0.xml") == hand
 
 
 def test_malformed_existing_xml_is_not_overwritten(tmp_path):
@@ -154,9 +156,8 @@ def test_decoding_runs_ahead_in_worker_threads(tmp_path, monkeypatch):
 
 def test_write_failure_keeps_the_old_label_and_leaves_no_temp_file(tmp_path, monkeypatch):
     imgs = make_images(tmp_path, 1)
-    voc.write_voc(imgs / "img0.xml", voc.VocAnnotation("img0.png", 40, 30))
+    annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
     before = (imgs / "img0.xml").read_bytes()
-    annotate.write_predefined_classes(imgs, LABELS)
 
     def crash(*_):
         raise OSError("disk full")

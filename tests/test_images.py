@@ -84,3 +84,9 @@ def test_truncated_jpeg_is_an_error(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="cannot decode"):
         decode_image(cut)
+
+
+@pytest.mark.parametrize(("suffix", "applied"), [("tif", True), ("webp", False)])
+def test_exif_orientation_is_applied_to_tiff_not_webp_as_qt_does(tmp_path, suffix, applied):
+    path = save(tmp_path / f"a.{suffix}", draw((60, 30)), orientation=6)
+    assert decode_image(path).hw == ((60, 30) if applied else (30, 60))  # what Qt shows

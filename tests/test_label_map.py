@@ -51,3 +51,10 @@ def test_missing_label_map_file(tmp_path):
 
 def test_shared_flames_label_map(flames_dir):
     assert load_label_map(flames_dir / "label_map.pbtxt").names == {1: "flame"}
+
+
+@pytest.mark.parametrize("escaped", [r"caf\303\251", r"caf\xc3\xa9", r"caf\u00e9", "café"])
+def test_escaped_names_decode_as_utf8_bytes_as_protobuf_does(escaped):
+    label_map = parse_label_map(f'item {{ id: 1 name: "{escaped}" }}\n'
+                                r'item { id: 2 name: "tab\there \"q\" \\ \'s\'" }')
+    assert label_map.names == {1: "café", 2: "tab\there \"q\" \\ 's'"}

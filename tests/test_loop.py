@@ -274,3 +274,42 @@ def test_too_few_hand_test_boxes_fall_back_to_the_count_prior_and_say_so(data):
     # 9 pool images x 1 box: the 9th best of 6 red (0.95) and 4 blue (0.7) detections
     assert chosen["accept"] == pytest.approx(0.7)
     assert len(tsoda.journal.images("auto")) == 8
+
+
+def test_a_label_a_person_saved_under_the_work_dir_is_never_replaced(data):
+    lines = []
+    first = make_loop(data, max_rounds=1)
+    first.echo = lines.append
+    first.run()
+    held = [image_id for image_id, _ in first.journal.get_meta("held_back/1")]
+    rows = {r.id: r for r in first.journal.images("unlabelled")}
+    mine = rows[held[0]]
+    person = voc.VocAnnotation(Path(mine.image).name, 64, 48,
+                               objects=(voc.VocObject("smoke", (1, 1, 20, 20)),))
+    voc.write_voc(mine.xml, person)  # saved with Ctrl+S, not verified
+    saved = Path(mine.xml).read_bytes()
+    first.journal.close()
+
+    second = make_loop(data, max_rounds=2)
+    second.echo = lines.append
+    second.run()
+    assert Path(mine.xml).read_bytes() == saved
+    status = {r.id: r.status for r in second.journal.images()}
+    assert status[mine.id] == "unlabelled" and all(status[i] == "auto" for i in held[1:])
+    assert second.journal.get_meta("edited/2") == [mine.id]
+    assert any("kept" in line and mine.id in line for line in lines)
+    assert second.journal.rounds()[1].accepted == 3
+
+
+def test_an_unreadable_hand_test_label_is_reported_not_scored_silently(data):
+    ids = [f"L/hand{i}.png" for i in range(5)]
+    [test_id] = split_ids(ids, 0.25, 3, "hand")
+    broken = data / "L" / (Path(test_id).stem + ".xml")
+    broken.write_text("<annotation><broken")
+    lines = []
+    tsoda = make_loop(data, max_rounds=1)
+    tsoda.echo = lines.append
+    tsoda.run()
+    hand = tsoda.journal.rounds()[0].metrics["hand"]
+    assert (hand["images"], hand["asked"]) == (0, 1)
+    assert any("evaluation" in line and broken.name in line for line in lines)

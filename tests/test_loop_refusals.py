@@ -28,9 +28,10 @@ def test_hand_labels_that_all_fail_conversion_are_refused_before_training(data):
 
 
 @pytest.mark.parametrize("content,problem", [
-    ({}, r"no image to label \(supported: \.bmp \.jpeg \.jpg \.png\); the folder is empty"),
-    ({"a.webp": b"x", "b.WEBP": b"x", "c.tif": b"x", "notes.txt": b"x"},
-     r"no image to label .*; ignored: 2 \.webp, 1 \.tif, 1 \.txt"),
+    ({}, r"no image to label \(supported: \.bmp \.jpeg \.jpg \.png \.tif \.tiff \.webp\); "
+         r"the folder is empty"),
+    ({"a.gif": b"x", "b.GIF": b"x", "c.heic": b"x", "notes.txt": b"x"},
+     r"no image to label .*; ignored: 2 \.gif, 1 \.heic, 1 \.txt"),
     (None, r"folder does not exist"),
 ], ids=["empty", "unsupported_formats", "mistyped"])
 def test_an_unlabelled_folder_without_images_is_refused_up_front(data, content, problem):

@@ -282,3 +282,15 @@ def test_no_usable_example_writes_no_record_file(tmp_path, label_map_path, capsy
                  str(tmp_path / "o" / "x.record"), "--num_shards", "2"]) == 1
     assert "lonely.xml: no image" in capsys.readouterr().out
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_label_whose_every_box_has_an_unknown_class_is_skipped_not_a_negative(
+        tmp_path, label_map_path):
+    for name in ("typo", "fine"):
+        save(tmp_path / "data" / f"{name}.png", draw((60, 30)))
+    _xml(tmp_path / "data", "typo", "typo.png", (60, 30), [("flme", (0.0, 0.0, 10.0, 10.0))])
+    _xml(tmp_path / "data", "fine", "fine.png", (60, 30), [("flame", (0.0, 0.0, 10.0, 10.0))])
+    report = _write(tmp_path, label_map_path)
+    assert (report.examples, report.negatives, report.boxes) == (1, 0, 1)
+    [(name, problem)] = report.skipped
+    assert name == "typo.xml" and "'flme'" in problem and "no object" in problem

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from auto_annotate.console import setup_console
 from auto_annotate.errors import AnnotateError
 
 
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("pipeline_config_paths", nargs="+")
     for sub in (train, export, evaluate, run, simulate, demo, stats):
         sub.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+        sub.add_argument("--verbose", action="store_true",
+                         help="also show TensorFlow's own log lines and warnings")
     return parser
 
 
@@ -127,8 +129,10 @@ def _run(args) -> int:
     elif args.command == "evaluate":
         from tsoda.evaluate import evaluate
 
-        print(evaluate(args.saved_model_path, args.label_map_path, args.data_dir,
-                       args.output_path, args.batch_size).format())
+        metrics = evaluate(args.saved_model_path, args.label_map_path, args.data_dir,
+                           args.output_path, args.batch_size)
+        print(metrics.format())
+        return 1 if metrics.skipped else 0  # scored on fewer images than asked
     elif args.command == "run":
         _run_loop(args)
     elif args.command == "simulate":
@@ -202,11 +206,7 @@ def _run_loop(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s: %(message)s")
-    for noisy in ("absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    setup_console(args.verbose, logging.WARNING if args.quiet else logging.INFO)
     try:
         return _run(args)
     except (AnnotateError, ValueError) as error:

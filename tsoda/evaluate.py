@@ -32,13 +32,18 @@ class Metrics:
     boxes: int
     per_class_map50: dict[str, float] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    asked: int = 0
     # (score, true positive at IoU 0.5) per detection, and the boxes they were matched
     # against (difficult ones left out): what tsoda/thresholds.py chooses thresholds from
     score_table: list[tuple[float, bool]] = field(default_factory=list, repr=False)
     scored_boxes: int = 0
 
     def format(self) -> str:
-        lines = [f"images: {self.images}  boxes: {self.boxes}",
+        lines = [f"images: {self.images}  boxes: {self.boxes}"]
+        if self.images < self.asked:
+            lines.append(f"warning: scored on {self.images} of {self.asked} images; "
+                         f"{self.asked - self.images} could not be read (listed below)")
+        lines += [
                  f"mAP@0.5:      {self.map50:.4f}",
                  f"mAP@0.5:0.95: {self.map50_95:.4f}",
                  f"recall@100:   {self.recall:.4f}"]
@@ -54,16 +59,21 @@ class _Coco:
         self.images, self.annotations, self.detections = [], [], []
         self.categories = [{"id": i, "name": n} for i, n in sorted(label_map.names.items())]
         self.label_map = label_map
+        self.unknown: list[tuple[str, str]] = []  # (VOC file, class name) not in the map
 
-    def add(self, annotation: voc.VocAnnotation, detections) -> None:
+    def add(self, annotation: voc.VocAnnotation, detections, source: str = "") -> None:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "width": annotation.width,
                             "height": annotation.height})
         for obj in annotation.objects:
             x0, y0, x1, y1 = obj.box
+            category = self.label_map.id_of(obj.name)
+            if category is None:  # pycocotools would drop it silently
+                self.unknown.append((source, obj.name))
+                continue
             self.annotations.append({
                 "id": len(self.annotations) + 1, "image_id": image_id, "iscrowd": 0,
-                "category_id": self.label_map.id_of(obj.name),
+                "category_id": category,
                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)})
         for box, score, class_id in zip(detections.boxes, detections.scores,
                                         detections.class_ids, strict=True):
@@ -136,17 +146,32 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
                 skipped.append((str(task.xml), error.problem))
                 continue
             found = to_label_frame(detections, image)
-            coco.add(truth, found)
+            coco.add(truth, found, str(task.xml))
             table += score_table([(label_map.name_of(int(c)) or str(c), box, score) for
                                   box, score, c in zip(found.boxes, found.scores,
                                                        found.class_ids, strict=True)],
                                  truth.objects)
             scored_boxes += sum(not o.difficult for o in truth.objects)
+    _refuse_unknown(coco.unknown, label_map)
     stats, per_class = coco.evaluate()
     return Metrics(map50=float(stats[1]), map50_95=float(stats[0]), recall=float(stats[8]),
                    images=len(coco.images), boxes=len(coco.annotations),
-                   per_class_map50=per_class, skipped=skipped, score_table=table,
-                   scored_boxes=scored_boxes)
+                   per_class_map50=per_class, skipped=skipped, asked=len(pairs),
+                   score_table=table, scored_boxes=scored_boxes)
+
+
+def _refuse_unknown(unknown: list[tuple[str, str]], label_map: LabelMap) -> None:
+    """Raises when ground truth has classes the label map lacks: scoring without those
+    boxes would report a better mAP than the model has."""
+    if not unknown:
+        return
+    files = sorted({path for path, _ in unknown})
+    first_path, first_name = unknown[0]
+    raise TrainingError(first_path, (
+        f"class {first_name!r} is not in the label map ({', '.join(label_map.ordered_names())})"
+        f"; {len(unknown)} box(es) in {len(files)} image(s) have classes not in the label "
+        f"map ({', '.join(Path(f).name for f in files[:5])}{', ...' if len(files) > 5 else ''}"
+        "): fix the labels or the label map; nothing was scored"))
 
 
 def evaluate(saved_model_path: str | Path, label_map_path: str | Path, data_dir: str | Path,
@@ -161,6 +186,9 @@ def evaluate(saved_model_path: str | Path, label_map_path: str | Path, data_dir:
     label_map = load_label_map(label_map_path)
     metrics = evaluate_detector(SavedModelDetector(saved_model_path, batch_size), label_map,
                                 data_dir)
+    if metrics.images == 0:
+        raise TrainingError(data_dir, "no image could be scored: " + "; ".join(
+            f"{Path(path).name}: {reason}" for path, reason in metrics.skipped[:3]))
     output = Path(output_path) if output_path else \
         Path(saved_model_path).resolve().parent / f"eval_{Path(data_dir).resolve().name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from auto_annotate.annotate import (
     write_predefined_classes,
 )
 from auto_annotate.errors import AnnotateError, VocError
+from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
 from auto_annotate.images import IMAGE_EXTENSIONS, list_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
@@ -240,8 +241,12 @@ class TsodaLoop:
             pairs = self._pairs("test", statuses)
             if pairs:
                 result = self.evaluate(detector, self.label_map, pairs)
+                for path, reason in result.skipped:  # never scored on fewer images silently
+                    self.echo(f"note: round {number} evaluation on the {name} test set: "
+                              f"{path}: {reason}; not scored")
                 metrics[name] = {"map50": result.map50, "map50_95": result.map50_95,
-                                 "recall": result.recall, "images": result.images}
+                                 "recall": result.recall, "images": result.images,
+                                 "asked": len(pairs)}
                 if name == "hand":  # for the round's thresholds
                     metrics[name].update(score_table=result.score_table,
                                          scored_boxes=result.scored_boxes)
@@ -298,28 +303,37 @@ class TsodaLoop:
                 decisions.append((image_row, decision))
         return decisions
 
-    def _write_label(self, image_row, annotation: voc.VocAnnotation, suggestion: bool) -> None:
-        """Writes the loop's file for an image, never over a person's: a verified file is
-        never replaced, and a suggestion only replaces a file the loop wrote itself."""
-        target = Path(image_row.xml)
-        if target.is_file():
-            if voc.is_verified(target):
-                return  # a reviewer got there first; the next sync takes it as verified
-            written = self.journal.get_meta(f"written/{image_row.id}")
-            if suggestion and written != hashlib.sha256(target.read_bytes()).hexdigest():
-                return
-        voc.write_voc(target, annotation)
-        self.journal.set_meta(f"written/{image_row.id}",
-                              hashlib.sha256(target.read_bytes()).hexdigest())
+    def _write_labels(self, number: int, decisions) -> list[str]:
+        """Writes each decision's file under W/labels (repeating this is harmless). A file
+        there that is not the one the loop wrote (its SHA-256 is kept in the journal) is a
+        person's work, saved or verified: never replaced, its image not accepted.
+
+        Returns:
+            The ids of the images whose file a person edited.
+        """
+        edited = []
+        for image_row, decision in decisions:
+            target, key = Path(image_row.xml), f"label_sha256/{image_row.id}"
+            if target.is_file() and sha256_of_file(target) != self.journal.get_meta(key):
+                edited.append(image_row.id)
+                continue
+            data = voc.annotation_to_xml(decision.annotation).encode("utf-8")
+            self.journal.set_meta(key, hashlib.sha256(data).hexdigest())  # before the write
+            atomic_write_bytes(target, data)
+        if edited:
+            self.echo(f"note: round {number}: {len(edited)} label(s) under {self.labels_dir} "
+                      f"edited by a person were kept, not replaced: {', '.join(edited)}")
+        return edited
 
     def _stage_accept(self, number: int, round_dir: Path, row) -> None:
         start = time.perf_counter()
         decisions = self._decide(number, round_dir, row)
+        edited = self._write_labels(number, decisions)
+        decisions = [(r, d) for r, d in decisions if r.id not in edited]
         accepted = [(r, d) for r, d in decisions if d.kind == "accept"]
         held = [(r, d) for r, d in decisions if d.kind == "hold"]
         with self.journal.transaction():
-            for image_row, decision in decisions:  # repeating the writes is harmless
-                self._write_label(image_row, decision.annotation, decision.kind == "hold")
+            self.journal.set_meta(f"edited/{number}", edited)
             for image_row, decision in accepted:  # every accepted image trains
                 self.journal.update_image(
                     image_row.id, status="auto", round=number, boxes=decision.labels,

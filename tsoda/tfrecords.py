@@ -217,12 +217,16 @@ def example_from_annotation(annotation: VocAnnotation, image: EncodedImage, labe
         The example, the objects it holds, and one problem line per dropped box.
 
     Raises:
-        VocError: when the annotation's size is not the encoded image's size.
+        VocError: when the annotation's size is not the encoded image's size, or when it
+            has boxes but none is usable (it must not train as a background image).
     """
     if (annotation.height, annotation.width) != image.hw:
         raise VocError(filename, f"size {annotation.width}x{annotation.height} is not the "
                                  f"image's {image.hw[1]}x{image.hw[0]}")
     objects, problems = select_objects(annotation, label_map)
+    if annotation.objects and not objects.class_ids:  # never a background image by accident
+        raise VocError(filename, f"none of its boxes can be used ({'; '.join(problems)}); "
+                                 "skipped, as it would train as an image with no object")
     return build_example(image, objects, filename, source_id), objects, problems
 
 

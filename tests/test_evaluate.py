@@ -1,0 +1,56 @@
+"""tsoda evaluate: boxes of unknown classes and unreadable files are never scored silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from auto_annotate import voc
+from auto_annotate.label_map import parse_label_map
+from tests.helpers import LABEL_MAP, RED, FakeColorDetector, draw, save
+from tsoda.errors import TrainingError
+from tsoda.evaluate import evaluate_pairs
+
+LABELS = parse_label_map(LABEL_MAP)
+
+
+def _pairs(folder, classes: dict[str, str]):
+    pairs = []
+    for stem, name in classes.items():
+        image = save(folder / f"{stem}.png", draw((60, 40), [(RED, (5, 5, 25, 30))]))
+        xml = folder / f"{stem}.xml"
+        voc.write_voc(xml, voc.VocAnnotation(image.name, 60, 40, objects=(
+            voc.VocObject(name, (5.0, 5.0, 25.0, 30.0)),)))
+        pairs.append((image, xml))
+    return pairs
+
+
+def test_a_box_of_a_class_missing_from_the_label_map_is_an_error_naming_it(tmp_path):
+    pairs = _pairs(tmp_path, {"a": "flame", "b": "smoke", "c": "flme"})
+    with pytest.raises(TrainingError, match=r"c\.xml.*'flme'.*not in the label map"):
+        evaluate_pairs(FakeColorDetector(), LABELS, pairs)
+
+
+def test_unreadable_ground_truth_is_reported_and_the_result_says_fewer_images(tmp_path):
+    pairs = _pairs(tmp_path, {"a": "flame", "b": "flame"})
+    pairs[1][1].write_text("<annotation><broken")
+    metrics = evaluate_pairs(FakeColorDetector(), LABELS, pairs)
+    assert (metrics.images, metrics.asked) == (1, 2) and metrics.skipped[0][0].endswith("b.xml")
+    assert "scored on 1 of 2 images" in metrics.format()
+
+
+def test_evaluate_command_exits_non_zero_on_unknown_classes_or_skipped_files(
+        tmp_path, models, label_map_path, capsys):
+    from tsoda.cli import main
+
+    data = tmp_path / "data"
+    _pairs(data, {"a": "flame", "b": "flame"})
+    command = ["evaluate", "--saved_model_path", str(models["dynamic"]), "--label_map_path",
+               str(label_map_path), "--data_dir", str(data), "--output_path",
+               str(tmp_path / "m.json"), "--quiet"]
+    assert main(command) == 0
+    (data / "b.xml").write_text("<broken")
+    assert main(command) == 1 and "scored on 1 of 2 images" in capsys.readouterr().out
+    _pairs(data, {"b": "flme"})
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "b.xml" in err and "'flme'" in err and len(err.strip().splitlines()) == 1
