@@ -86,6 +86,9 @@ def test_simulation_reports_rounds_and_baselines_on_the_loops_schedule(tmp_path)
     assert float(rows[-1]["test_map50"]) == pytest.approx(1.0)  # the fake finds every patch
     report = (tmp_path / "W" / "report" / "simulate.md").read_text()
     assert "| baseline hand_only | 1/1 | 25 |" in report
+    [kept] = (tmp_path / "W" / "report").glob("setting-*/simulate.md")  # one per setting
+    assert kept.read_text() == report
+    assert '"threshold": "0.9"' in (kept.parent / "setting.json").read_text()
 
 
 def test_effort_over_the_pool_after_each_round(tmp_path):

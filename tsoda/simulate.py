@@ -293,8 +293,13 @@ def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_f
         rows += seed_rows
     summary = summarize(rows)
     report = Path(settings.work_dir) / "report"
-    _write_table(rows, report / "simulate_runs")
-    _write_table(summary, report / "simulate")
+    setting = {k: str(v) for k, v in settings.__dict__.items()
+               if k not in ("labeled_dir", "unlabeled_dir", "work_dir", "seed")}
+    setting.update(review_budget=simulation.review_budget, seeds=list(simulation.seeds))
+    for folder in (report, report / f"setting-{_key(setting, _fingerprint(trainer))}"):
+        _write_table(rows, folder / "simulate_runs")  # latest run; and one per setting
+        _write_table(summary, folder / "simulate")
+        atomic_write_text(folder / "setting.json", json.dumps(setting, indent=2) + "\n")
     for line in _markdown(summary).splitlines():
         echo(line)
     return rows
