@@ -121,14 +121,18 @@ def test_gradient_clipping_reaches_the_optimizer():
     from official.core import config_definitions
     from official.vision.tasks import retinanet as retinanet_task
 
-    text = _broken("max_number_of_boxes: 20", "max_number_of_boxes: 20 "
-                   "gradient_clipping_by_norm: 2.5")
+    text = _broken("gradient_clipping_by_norm: 10.0", "gradient_clipping_by_norm: 2.5")
     experiment = build_experiment(parse_pipeline_config(text))
     assert experiment.optimization.as_dict()["optimizer"]["sgd"]["global_clipnorm"] == 2.5
     optimizer = retinanet_task.RetinaNetTask.create_optimizer(
         experiment.optimization, config_definitions.RuntimeConfig())
     assert optimizer.global_clipnorm == pytest.approx(2.5)
-    unclipped = build_experiment(load_pipeline_config(CONFIGS / "pipeline.config"))
+    unclipped = build_experiment(parse_pipeline_config(
+        _broken("gradient_clipping_by_norm: 10.0", "")))
     assert unclipped.optimization.as_dict()["optimizer"]["sgd"]["global_clipnorm"] is None
+    for name in ("pipeline.config", "efficientdet_lite0_slim.config",
+                 "efficientdet_d0_slim.config"):
+        shipped = build_experiment(load_pipeline_config(CONFIGS / name)).optimization
+        assert shipped.as_dict()["optimizer"]["sgd"]["global_clipnorm"] == 10.0, name
     with pytest.raises(PipelineConfigError, match="gradient_clipping_by_norm: must be >= 0"):
         build_experiment(parse_pipeline_config(text.replace("2.5", "-1")), "x.config")
