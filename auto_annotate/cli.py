@@ -9,6 +9,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from auto_annotate.console import setup_console
 from auto_annotate.errors import AnnotateError
+from auto_annotate.tta import views_argument
 
 
 def _threshold(text: str) -> float:
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace existing XML (verified files are never replaced)")
     parser.add_argument("--write_empty", action="store_true",
                         help="write an XML without objects for images with no detection")
+    parser.add_argument("--tta", type=views_argument, default=(),
+                        help="test-time augmentation: label each image also as these views "
+                             "and fuse (comma-separated: flip, tiles), e.g. --tta flip")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's own log lines and model details")
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         job = AutoAnnotate(args.saved_model_path, args.label_map_path, args.imgs_path,
                            args.xml_path, threshold=args.threshold, batch_size=args.batch_size,
                            recursive=args.recursive, overwrite=args.overwrite,
-                           write_empty=args.write_empty, progress=not args.quiet)
+                           write_empty=args.write_empty, progress=not args.quiet,
+                           tta=args.tta)
         with logging_redirect_tqdm():
             summary = job.generate_annotations()
     except (AnnotateError, ValueError) as error:

@@ -167,3 +167,19 @@ def test_python_api_checks_arguments_before_loading_the_model(models, label_map_
     summary = AutoAnnotate(models["batch1"], label_map_path, folder, tmp_path / "out",
                            progress=False).generate_annotations()
     assert (summary.annotated, summary.empty, summary.boxes_written) == (2, 1, 3)
+
+
+def test_tta_labels_with_fused_views_and_is_its_own_run(models, label_map_path, folder,
+                                                        capsys):
+    assert run(models, label_map_path, folder, "--tta", "flip") == 0
+    # the colour model finds each patch in both views: the same boxes and scores
+    assert boxes_of(folder / "both.xml") == [("flame", (2, 3, 40, 50)),
+                                             ("smoke", (51, 101, 90, 140))]
+    records = [json.loads(line) for line in
+               (folder / "auto_annotate_manifest.jsonl").read_text().splitlines()]
+    both = next(r for r in records if r["image"] == "both.png")
+    assert both["scores"] == pytest.approx([0.9, 0.7]) and both["model"].endswith("+tta:flip")
+    with pytest.raises(SystemExit) as exit_info:
+        run(models, label_map_path, folder, "--tta", "rotate")
+    assert exit_info.value.code == 2
+    assert "unknown TTA view(s) rotate" in capsys.readouterr().err

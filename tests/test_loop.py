@@ -313,3 +313,14 @@ def test_an_unreadable_hand_test_label_is_reported_not_scored_silently(data):
     hand = tsoda.journal.rounds()[0].metrics["hand"]
     assert (hand["images"], hand["asked"]) == (0, 1)
     assert any("evaluation" in line and broken.name in line for line in lines)
+
+
+def test_tta_labels_and_scores_the_hand_test_with_the_same_fused_detector(data):
+    tsoda = make_loop(data, max_rounds=1, tta=("flip",))
+    tsoda.run()
+    from auto_annotate.tta import TtaDetector
+
+    [detector] = tsoda._detectors.values()
+    assert isinstance(detector, TtaDetector) and detector.views == ("flip",)
+    auto = {r.id for r in tsoda.journal.images("auto")}
+    assert auto == {f"U/red{i}.png" for i in range(4)}  # both views agree: as without TTA

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from auto_annotate.console import setup_console
 from auto_annotate.errors import AnnotateError
+from auto_annotate.tta import views_argument
 
 
 def _positive(text: str) -> int:
@@ -49,6 +50,9 @@ def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target_recall", type=_fraction, default=0.9)
     parser.add_argument("--min_holdout_boxes", type=int, default=10,
                         help="fewer hand test boxes: thresholds from the count prior")
+    parser.add_argument("--tta", type=views_argument, default=(),
+                        help="label with test-time augmentation: these views fused with "
+                             "the original (comma-separated: flip, tiles)")
     parser.add_argument("--no_ignore_regions", dest="ignore_regions", action="store_false",
                         help="hold back images with uncertain detections instead of writing "
                              "them as ignore regions (difficult objects)")
@@ -159,7 +163,7 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
         work_dir=Path(args.work_dir), threshold=args.threshold,
         uncertain_threshold=args.uncertain_threshold, target_precision=args.target_precision,
         target_recall=args.target_recall, min_holdout_boxes=args.min_holdout_boxes,
-        ignore_regions=args.ignore_regions, initial_steps=args.initial_steps,
+        ignore_regions=args.ignore_regions, tta=args.tta, initial_steps=args.initial_steps,
         step_increment=args.step_increment, max_steps=args.max_steps,
         max_rounds=args.max_rounds, test_fraction=args.test_fraction, seed=args.seed)
 

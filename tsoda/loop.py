@@ -65,6 +65,7 @@ class LoopSettings:
     target_recall: float = 0.9
     min_holdout_boxes: int = 10
     ignore_regions: bool = True  # uncertain detections: ignore regions (else hold back)
+    tta: tuple[str, ...] = ()    # test-time augmentation views for labelling (auto_annotate.tta)
     initial_steps: int = 2500
     step_increment: int = 1500
     max_steps: int = 8500
@@ -205,8 +206,15 @@ class TsodaLoop:
                 for r in self.journal.images(status, split)]
 
     def _detector(self, saved_model: str):
+        """The round's detector, for the hand test (which chooses the thresholds) and for
+        labelling alike, so both see the same scores (with TTA, the fused ones)."""
         if saved_model not in self._detectors:
-            self._detectors = {saved_model: self.detector_factory(Path(saved_model))}
+            detector = self.detector_factory(Path(saved_model))
+            if self.settings.tta:
+                from auto_annotate.tta import TtaDetector
+
+                detector = TtaDetector(detector, self.settings.tta)
+            self._detectors = {saved_model: detector}
         return self._detectors[saved_model]
 
     def _stage_records(self, number: int, round_dir: Path, row) -> dict:
