@@ -36,13 +36,14 @@ class FakeTrainer:
             self.fail_once = None
             raise KeyboardInterrupt(f"simulated crash in {stage}")
 
-    def train(self, round_dir, records, steps, warm_start):
+    def train(self, round_dir, records, steps, warm_start, pseudo=None):
         assert glob.glob(records), "records missing"
         self._maybe_stop("train", Path(round_dir))
         checkpoint = Path(round_dir) / "model" / "ckpt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.write_text(str(steps))
-        self._note(call="train", round_dir=str(round_dir), steps=steps, warm_start=warm_start)
+        self._note(call="train", round_dir=str(round_dir), steps=steps, warm_start=warm_start,
+                   records=records, pseudo=None if pseudo is None else pseudo.__dict__)
         return str(checkpoint)
 
     def export(self, round_dir, checkpoint):

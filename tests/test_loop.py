@@ -324,3 +324,20 @@ def test_tta_labels_and_scores_the_hand_test_with_the_same_fused_detector(data):
     assert isinstance(detector, TtaDetector) and detector.views == ("flip",)
     auto = {r.id for r in tsoda.journal.images("auto")}
     assert auto == {f"U/red{i}.png" for i in range(4)}  # both views agree: as without TTA
+
+
+def test_accepted_labels_train_as_their_own_stream_when_asked(data):
+    trainer = FakeTrainer(data / "calls.jsonl")
+    tsoda = make_loop(data, trainer, max_rounds=2, pseudo_share=0.5, pseudo_weight=2.0,
+                      pseudo_box_loss=False, strong_augment=True)
+    tsoda.run()
+    first, second = [c for c in trainer.calls() if c["call"] == "train"]
+    assert first["records"].endswith("rounds/01/train.record*") and first["pseudo"] is None
+    assert second["records"].endswith("rounds/02/hand.record*")
+    assert second["pseudo"] == {"input_path": str(data / "W" / "rounds" / "02" /
+                                                  "pseudo.record*"), "share": 0.5,
+                                "weight": 2.0, "background_weight": 1.0, "box_loss": False,
+                                "strong_augment": True}
+    round2 = data / "W" / "rounds" / "02"
+    assert list(round2.glob("hand.record*")) and list(round2.glob("pseudo.record*"))
+    assert not list(round2.glob("train.record*"))

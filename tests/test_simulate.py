@@ -164,7 +164,7 @@ class DivergingTrainer(FakeTrainer):
         super().__init__(log)
         self.where = where
 
-    def train(self, round_dir, records, steps, warm_start):
+    def train(self, round_dir, records, steps, warm_start, pseudo=None):
         if self.where in str(round_dir):
             self._note(call="diverged", round_dir=str(round_dir))
             raise DivergedError(round_dir, 7)

@@ -59,11 +59,13 @@ class ModelGardenTrainer:
         path.write_text(to_text(pipeline), encoding="utf-8")
         return path
 
-    def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None) -> str:
+    def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
+              pseudo=None) -> str:
         from tsoda.train import train
 
         config = self.round_config(round_dir, records, steps, warm_start)
-        return train(config, Path(round_dir) / "model", steps, progress=self.progress).checkpoint
+        return train(config, Path(round_dir) / "model", steps, progress=self.progress,
+                     pseudo=pseudo).checkpoint
 
     def export(self, round_dir: Path, checkpoint: str) -> Path:
         from tsoda.export import export

@@ -27,6 +27,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(part) for part in text.split(","))
@@ -53,6 +60,17 @@ def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", type=views_argument, default=(),
                         help="label with test-time augmentation: these views fused with "
                              "the original (comma-separated: flip, tiles)")
+    parser.add_argument("--pseudo_share", type=_share, default=0.0,
+                        help="accepted labels as their own stream: this share of every batch "
+                             "(default 0: hand and accepted labels mixed in one stream)")
+    parser.add_argument("--pseudo_weight", type=float, default=1.0,
+                        help="loss weight of the accepted-label stream (default 1)")
+    parser.add_argument("--pseudo_background", type=float, default=1.0,
+                        help="extra weight of its background anchors (default 1)")
+    parser.add_argument("--no_pseudo_box_loss", dest="pseudo_box_loss", action="store_false",
+                        help="do not regress the boxes of accepted labels")
+    parser.add_argument("--strong_augment", action="store_true",
+                        help="RandAugment (box-aware, no colour inversion) on accepted labels")
     parser.add_argument("--no_ignore_regions", dest="ignore_regions", action="store_false",
                         help="hold back images with uncertain detections instead of writing "
                              "them as ignore regions (difficult objects)")
@@ -163,7 +181,10 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
         work_dir=Path(args.work_dir), threshold=args.threshold,
         uncertain_threshold=args.uncertain_threshold, target_precision=args.target_precision,
         target_recall=args.target_recall, min_holdout_boxes=args.min_holdout_boxes,
-        ignore_regions=args.ignore_regions, tta=args.tta, initial_steps=args.initial_steps,
+        ignore_regions=args.ignore_regions, tta=args.tta, pseudo_share=args.pseudo_share,
+        pseudo_weight=args.pseudo_weight, pseudo_background=args.pseudo_background,
+        pseudo_box_loss=args.pseudo_box_loss, strong_augment=args.strong_augment,
+        initial_steps=args.initial_steps,
         step_increment=args.step_increment, max_steps=args.max_steps,
         max_rounds=args.max_rounds, test_fraction=args.test_fraction, seed=args.seed)
 

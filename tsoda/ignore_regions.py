@@ -9,16 +9,14 @@ the missed-flame problem. Here they travel with the real boxes through every aug
 them out again: anchors lying mostly inside one (intersection over the anchor's area >=
 ``IGNORE_IOA``) get classification weight 0, unless they are a real box's positive. Nothing
 else about matching changes, so images without ignore regions train exactly as before.
+tsoda/task.py makes Model Garden's RetinaNet task build this parser.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import tensorflow as tf
 from official.vision.dataloaders import retinanet_input
 from official.vision.ops import anchor, box_ops
-from official.vision.tasks import retinanet as retinanet_task
 
 IGNORE_IOA = 0.5
 IGNORE_CLASS = -1
@@ -65,24 +63,3 @@ class IgnoreAwareParser(retinanet_input.Parser):
             box_coder_weights=self._box_coder_weights)
         return super()._parse_train_data(data, anchor_labeler=labeler,
                                          input_anchor=input_anchor)
-
-
-@contextlib.contextmanager
-def _parser_class(parser_class):
-    """RetinaNetTask.build_inputs builds ``retinanet_input.Parser``: let it build ours."""
-    original = retinanet_input.Parser
-    retinanet_input.Parser = parser_class
-    try:
-        yield
-    finally:
-        retinanet_input.Parser = original
-
-
-class TsodaRetinaNetTask(retinanet_task.RetinaNetTask):
-    """Model Garden's RetinaNet task with ignore regions in its training input."""
-
-    def build_inputs(self, params, input_context=None):
-        if not params.is_training:
-            return super().build_inputs(params, input_context)
-        with _parser_class(IgnoreAwareParser):
-            return super().build_inputs(params, input_context)

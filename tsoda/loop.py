@@ -45,8 +45,10 @@ FIXED_SETTINGS = ("labeled_dir", "unlabeled_dir", "seed", "test_fraction")
 class Trainer(Protocol):
     initial_checkpoint: str | None
 
-    def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None) -> str:
-        """Trains one round on ``records`` (a glob); returns the checkpoint path."""
+    def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
+              pseudo=None) -> str:
+        """Trains one round on ``records`` (a glob), plus a tsoda.task.PseudoStream if
+        given; returns the checkpoint path."""
 
     def export(self, round_dir: Path, checkpoint: str) -> Path:
         """Exports a checkpoint; returns the SavedModel path."""
@@ -66,6 +68,12 @@ class LoopSettings:
     min_holdout_boxes: int = 10
     ignore_regions: bool = True  # uncertain detections: ignore regions (else hold back)
     tta: tuple[str, ...] = ()    # test-time augmentation views for labelling (auto_annotate.tta)
+    # accepted labels as a separate stream (tsoda/task.py PseudoStream); share 0: one stream
+    pseudo_share: float = 0.0
+    pseudo_weight: float = 1.0
+    pseudo_background: float = 1.0
+    pseudo_box_loss: bool = True
+    strong_augment: bool = False
     initial_steps: int = 2500
     step_increment: int = 1500
     max_steps: int = 8500
@@ -86,6 +94,10 @@ class LoopSettings:
         if None not in (self.threshold, self.uncertain_threshold) and \
                 self.uncertain_threshold > self.threshold:
             raise ValueError("need uncertain_threshold <= threshold")
+        if not 0.0 <= self.pseudo_share < 1.0:
+            raise ValueError(f"pseudo_share must be in [0, 1), got {self.pseudo_share}")
+        if min(self.pseudo_weight, self.pseudo_background) < 0:
+            raise ValueError("pseudo_weight and pseudo_background must be >= 0")
         for name in ("target_precision", "target_recall"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -217,18 +229,27 @@ class TsodaLoop:
             self._detectors = {saved_model: detector}
         return self._detectors[saved_model]
 
+    def _streams(self) -> dict[str, tuple[str, ...]]:
+        """Record set name -> the statuses in it: one set, or hand and pseudo apart."""
+        if self.settings.pseudo_share > 0 and self._pairs("train", ("auto",)):
+            return {"hand": ("hand", "verified"), "pseudo": ("auto",)}
+        return {"train": ("hand", "verified", "auto")}
+
     def _stage_records(self, number: int, round_dir: Path, row) -> dict:
-        pairs = self._pairs("train", ("hand", "verified", "auto"))
-        if not pairs:
-            raise TrainingError(self.settings.labeled_dir, "no labelled training image")
-        result = write_tfrecords_for_pairs(pairs, self.label_map, round_dir / "train.record")
-        for name, problem in result.skipped + result.dropped_boxes:
-            self.echo(f"note: round {number} records: {name}: {problem}")
-        if result.examples == 0:
-            raise TrainingError(None, f"round {number}: no training example: all {len(pairs)} "
-                                      "labelled training images failed to convert (each is "
-                                      "named in a note above); fix their XML and run again")
-        self.echo(f"round {number}: {result.examples} training images, {result.boxes} boxes")
+        for name, statuses in self._streams().items():
+            pairs = self._pairs("train", statuses)
+            if not pairs:
+                raise TrainingError(self.settings.labeled_dir, "no labelled training image")
+            result = write_tfrecords_for_pairs(pairs, self.label_map,
+                                               round_dir / f"{name}.record")
+            for image, problem in result.skipped + result.dropped_boxes:
+                self.echo(f"note: round {number} records: {image}: {problem}")
+            if result.examples == 0:
+                raise TrainingError(None, f"round {number}: no training example: all "
+                                          f"{len(pairs)} labelled training images failed to "
+                                          "convert (each is named in a note above); fix their "
+                                          "XML and run again")
+            self.echo(f"round {number}: {result.examples} {name} images, {result.boxes} boxes")
         return {}
 
     def _stage_train(self, number: int, round_dir: Path, row) -> dict:
@@ -236,8 +257,17 @@ class TsodaLoop:
         warm = previous[0].checkpoint if previous else self.trainer.initial_checkpoint
         self.echo(f"round {number}: training {row.steps} steps"
                   + (f" from {warm}" if warm else " from scratch"))
-        return {"checkpoint": self.trainer.train(round_dir, str(round_dir / "train.record*"),
-                                                 row.steps, warm)}
+        records, pseudo = str(round_dir / "train.record*"), None
+        if list(round_dir.glob("pseudo.record*")):  # the records stage split the streams
+            from tsoda.task import PseudoStream
+
+            settings = self.settings
+            records = str(round_dir / "hand.record*")
+            pseudo = PseudoStream(str(round_dir / "pseudo.record*"), settings.pseudo_share,
+                                  settings.pseudo_weight, settings.pseudo_background,
+                                  settings.pseudo_box_loss, settings.strong_augment)
+        return {"checkpoint": self.trainer.train(round_dir, records, row.steps, warm,
+                                                 pseudo=pseudo)}
 
     def _stage_export(self, number: int, round_dir: Path, row) -> dict:
         return {"saved_model": str(self.trainer.export(round_dir, row.checkpoint))}

@@ -58,9 +58,9 @@ def build_model_and_task(experiment: Experiment):
     """(task, model) from an experiment; importing tsoda.bifpn registered our decoder.
 
     The task is Model Garden's RetinaNet task with ignore regions (difficult VOC objects) in
-    its training input: tsoda/ignore_regions.py.
+    its training input, and an optional pseudo-label stream: tsoda/task.py.
     """
-    from tsoda.ignore_regions import TsodaRetinaNetTask
+    from tsoda.task import TsodaRetinaNetTask
 
     task = TsodaRetinaNetTask(experiment.task)
     return task, task.build_model()
@@ -81,16 +81,22 @@ def _restore(checkpoint, manager, task, model, model_dir: Path) -> None:
         LOG.info("warm-started %s from %s", task.task_config.init_checkpoint_modules, source)
 
 
-def _inputs(task, experiment: Experiment):
-    paths = experiment.task.train_data.input_path
+def _check_records(paths: str, what: str) -> None:
     files = [f for p in paths.split(",") if p for f in tf.io.gfile.glob(p)]
     if not files:
-        raise TrainingError(paths or None, "no training TFRecords match "
-                                           "train_input_reader.tf_record_input_reader.input_path")
+        raise TrainingError(paths or None, f"no training TFRecords match {what}")
     if not any(True for _ in tf.data.TFRecordDataset(files).take(1)):
         raise TrainingError(paths, "the training TFRecords hold no example; regenerate them "
                                    "from labelled images")
-    return iter(task.build_inputs(experiment.task.train_data))
+
+
+def _inputs(task, experiment: Experiment, pseudo=None):
+    data = experiment.task.train_data
+    _check_records(data.input_path, "train_input_reader.tf_record_input_reader.input_path")
+    if pseudo is None:
+        return iter(task.build_inputs(data))
+    _check_records(pseudo.input_path, "the pseudo-label stream's input path")
+    return iter(task.build_streams(data, pseudo))
 
 
 def _write_summaries(logs: dict, optimizer, step: int, rate: float) -> float:
@@ -107,8 +113,12 @@ def _write_summaries(logs: dict, optimizer, step: int, rate: float) -> float:
 
 def train(pipeline_config_path: str | Path, model_dir: str | Path,
           num_train_steps: int | None = None, progress: bool = True,
-          checkpoint_every: int = 500, summary_every: int = 20) -> TrainResult:
+          checkpoint_every: int = 500, summary_every: int = 20,
+          pseudo=None) -> TrainResult:
     """Trains until step ``num_train_steps`` (default: train_config.num_steps).
+
+    ``pseudo`` (a tsoda.task.PseudoStream) makes part of every batch pseudo-labelled images
+    from their own TFRecords, with their own weights and augmentation.
 
     Raises:
         PipelineConfigError: the config cannot be used (e.g. no label map, or one with
@@ -136,7 +146,7 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
     if first >= steps:
         LOG.info("%s is already at step %d of %d", model_dir, first, steps)
         return TrainResult(manager.latest_checkpoint, first, first, 0.0, None)
-    batches = _inputs(task, experiment)
+    batches = _inputs(task, experiment, pseudo)
     metrics = task.build_metrics(training=True)
     step_fn = tf.function(lambda batch: task.train_step(batch, model, optimizer, metrics))
     loss, start = None, time.perf_counter()
