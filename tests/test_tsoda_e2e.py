@@ -175,3 +175,26 @@ def test_warm_start_from_another_models_saved_model_is_a_clear_error(trained, tm
         restore_from_saved_model(_fresh_model(other), _exported(trained))
     with pytest.raises(TrainingError, match="not a SavedModel made by tsoda export"):
         restore_from_saved_model(_fresh_model(config), root / "model")
+
+
+def test_the_fast_nms_export_finds_what_model_gardens_default_finds(trained):
+    from auto_annotate.images import decode_image
+    from auto_annotate.model import SavedModelDetector
+
+    root, data, _, config, _, _ = trained
+    images = [decode_image(data / f"img{i}.png").upright for i in range(4)]
+    found = {}
+    for version in ("v2", "batched"):
+        saved = export(config, root / "model", root / f"export_{version}", nms_version=version)
+        graph = (saved / "saved_model.pb").read_bytes()
+        assert (b"CombinedNonMaxSuppression" in graph) == (version == "batched")
+        found[version] = SavedModelDetector(saved, 1).predict(images[:1]) + \
+            SavedModelDetector(saved, 1).predict(images[1:2]) + \
+            SavedModelDetector(saved, 1).predict(images[2:3])
+    assert sum(len(d) for d in found["v2"]) >= 10  # score threshold 0: many boxes to sort
+    for slow, fast in zip(found["v2"], found["batched"], strict=True):
+        np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-5)
+        np.testing.assert_allclose(fast.boxes, slow.boxes, atol=1e-3)
+        np.testing.assert_array_equal(fast.class_ids, slow.class_ids)
+    with pytest.raises(ValueError, match="nms_version must be one of"):
+        export(config, root / "model", root / "export_x", nms_version="fast")

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--pipeline_config_path", required=True)
     export.add_argument("--model_dir", required=True)
     export.add_argument("--output_dir", required=True)
+    export.add_argument("--nms_version", choices=("batched", "v2", "v1"), default="batched",
+                        help="NMS in the exported graph (default batched: Model Garden's v2 "
+                             "detections, about 4x faster on CPU)")
     evaluate = commands.add_parser("evaluate", help="COCO metrics of a SavedModel on VOC data")
     evaluate.add_argument("--saved_model_path", required=True)
     evaluate.add_argument("--label_map_path", required=True)
@@ -147,7 +150,9 @@ def _run(args) -> int:
     elif args.command == "export":
         from tsoda.export import export
 
-        print(f"saved model: {export(args.pipeline_config_path, args.model_dir, args.output_dir)}")
+        saved = export(args.pipeline_config_path, args.model_dir, args.output_dir,
+                       args.nms_version)
+        print(f"saved model: {saved}")
     elif args.command == "evaluate":
         from tsoda.evaluate import evaluate
 
