@@ -102,3 +102,15 @@ def upright_to_stored(boxes: np.ndarray, stored_hw: tuple[int, int],
         orientation: EXIF orientation 1-8.
     """
     return _map_boxes(boxes, np.linalg.inv(_affine(orientation, stored_hw)))
+
+
+def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) intersection over union of pixel xyxy boxes ``a`` (N, 4) and ``b`` (M, 4)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)

@@ -5,10 +5,10 @@ two thirds of the width and height, so small objects reach the model larger). Ev
 boxes are mapped back into the image. Boxes of one class that overlap (IoU >= ``FUSE_IOU``)
 across views are fused (weighted box fusion): the fused box is the score-weighted mean of the
 boxes, and its score the sum of their scores divided by the number of views that could have
-seen it (the original, the flip, and each tile holding its centre). A box that only one of two
-views finds therefore gets half its score: agreement between views becomes part of the score,
-and a one-view fluke falls below the accept threshold. A box cut by a tile's inner edge is left
-to the views that see it whole.
+seen it whole (the original, the flip, and each tile it lies in without being cut by the
+tile's inner edge). A box that only one of two views finds therefore gets half its score:
+agreement between views becomes part of the score, and a one-view fluke falls below the
+accept threshold. A box cut by a tile's inner edge is left to the views that see it whole.
 
 ``TtaDetector`` wraps any Detector and is one itself.
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from auto_annotate.boxes import iou_xyxy
 from auto_annotate.detections import Detections
 
 VIEWS = ("flip", "tiles")
@@ -43,23 +44,27 @@ class View:
 
     def to_image(self, detections: Detections, image_hw: tuple[int, int]) -> Detections:
         """The view's boxes in image pixels; boxes cut by an inner tile edge are dropped."""
-        x0, y0, x1, y1 = self.region
+        x0, y0, x1, _ = self.region
         boxes = detections.boxes.astype(np.float64).copy()
         if self.flipped:
             boxes[:, [0, 2]] = (x1 - x0) - boxes[:, [2, 0]]
-        keep = np.ones(len(boxes), dtype=bool)
-        height, width = image_hw
-        for axis, low, high, size in ((0, x0, x1, width), (1, y0, y1, height)):
-            if low > 0:
-                keep &= boxes[:, axis] > EDGE
-            if high < size:
-                keep &= boxes[:, axis + 2] < (high - low) - EDGE
         boxes += [x0, y0, x0, y0]
+        keep = self.sees(boxes, image_hw)
         return Detections(boxes[keep], detections.scores[keep], detections.class_ids[keep])
 
-    def holds(self, point_xy: np.ndarray) -> bool:
+    def sees(self, boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """(N,) whether the view shows each image-pixel box whole: not cut by one of its
+        inner edges (edges on the image's border cut nothing)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        keep = np.ones(len(boxes), dtype=bool)
+        height, width = image_hw
         x0, y0, x1, y1 = self.region
-        return bool(x0 <= point_xy[0] <= x1 and y0 <= point_xy[1] <= y1)
+        for axis, low, high, size in ((0, x0, x1, width), (1, y0, y1, height)):
+            if low > 0:
+                keep &= boxes[:, axis] > low + EDGE
+            if high < size:
+                keep &= boxes[:, axis + 2] < high - EDGE
+        return keep
 
 
 def views_of(image_hw: tuple[int, int], names: Sequence[str]) -> list[View]:
@@ -76,15 +81,8 @@ def views_of(image_hw: tuple[int, int], names: Sequence[str]) -> list[View]:
     return views
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=1)
-    union = (box[2:] - box[:2]).prod() + (boxes[:, 2:] - boxes[:, :2]).prod(axis=1) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
-def fuse(per_view: list[Detections], views: list[View], iou: float = FUSE_IOU) -> Detections:
+def fuse(per_view: list[Detections], views: list[View], image_hw: tuple[int, int],
+         iou: float = FUSE_IOU) -> Detections:
     """Weighted box fusion of the views' detections (all in image pixels)."""
     entries = [(float(s), int(c), b.astype(np.float64), v) for v, d in enumerate(per_view)
                for b, s, c in zip(d.boxes, d.scores, d.class_ids, strict=True)]
@@ -92,7 +90,7 @@ def fuse(per_view: list[Detections], views: list[View], iou: float = FUSE_IOU) -
     clusters: list[dict] = []
     for score, class_id, box, view in entries:
         candidates = [c for c in clusters if c["class"] == class_id and view not in c["views"]]
-        overlaps = _iou(box, np.array([c["box"] for c in candidates])) if candidates else []
+        overlaps = iou_xyxy(box, [c["box"] for c in candidates])[0] if candidates else []
         best = int(np.argmax(overlaps)) if len(overlaps) else -1
         if best >= 0 and overlaps[best] >= iou:
             cluster = candidates[best]
@@ -105,8 +103,8 @@ def fuse(per_view: list[Detections], views: list[View], iou: float = FUSE_IOU) -
         cluster["box"] = cluster["weighted"] / cluster["sum"]
     boxes, scores, classes = [], [], []
     for cluster in clusters:
-        centre = (cluster["box"][:2] + cluster["box"][2:]) / 2
-        possible = max(sum(v.holds(centre) for v in views), len(cluster["views"]))
+        seen_by = sum(bool(v.sees(cluster["box"], image_hw)[0]) for v in views)
+        possible = max(seen_by, len(cluster["views"]))
         boxes.append(cluster["box"])
         scores.append(min(cluster["sum"] / possible, 1.0))
         classes.append(cluster["class"])
@@ -166,5 +164,5 @@ class TtaDetector:
         results = []
         for image, views in zip(images, plans, strict=True):
             per_view = [view.to_image(next(found), image.shape[:2]) for view in views]
-            results.append(fuse(per_view, views))
+            results.append(fuse(per_view, views, image.shape[:2]))
         return results

@@ -149,3 +149,10 @@ def test_threshold_study_of_a_folder_that_is_no_round(tmp_path, capsys):
 
     assert main(["--loop_dir", str(tmp_path), "--dataset_dir", str(tmp_path)]) == 2
     assert "no labelling manifest" in capsys.readouterr().err
+
+
+def test_score_table_matches_in_score_order_as_coco_does():
+    truth = (voc.VocObject("flame", (0, 0, 10, 10)),)
+    found = [("flame", (0, 0, 10, 12), 0.9),   # IoU 0.83, the higher score: the match
+             ("flame", (0, 0, 10, 10), 0.5)]   # IoU 1.0, but the box is taken
+    assert score_table(found, truth) == [(0.9, True), (0.5, False)]

@@ -58,10 +58,10 @@ def test_fusion_of_nearby_boxes_is_score_weighted():
     views = views_of((100, 100), ("flip",))
     a = Detections(np.array([[10, 10, 30, 30]]), [0.8], [1])
     b = Detections(np.array([[12, 10, 32, 30]]), [0.4], [1])
-    fused = fuse([a, b], views)
+    fused = fuse([a, b], views, (100, 100))
     np.testing.assert_allclose(fused.boxes, [[10 + 2 / 3, 10, 30 + 2 / 3, 30]], rtol=1e-5)
     assert fused.scores.tolist() == pytest.approx([0.6])
-    other_class = fuse([a, Detections(b.boxes, [0.4], [2])], views)
+    other_class = fuse([a, Detections(b.boxes, [0.4], [2])], views, (100, 100))
     assert len(other_class) == 2  # classes never fuse
 
 
@@ -76,3 +76,10 @@ def test_batches_respect_the_inner_detector():
 def test_unknown_view_is_refused():
     with pytest.raises(ValueError, match=r"unknown TTA view.*rotate"):
         TtaDetector(FakeColorDetector(), ("rotate",))
+
+
+def test_a_large_box_no_tile_sees_whole_keeps_its_score():
+    image = draw((150, 90), [(RED, (40, 20, 110, 70))])  # cut by every tile's inner edge
+    [fused] = TtaDetector(FakeColorDetector(), ("flip", "tiles")).predict([image])
+    assert [tuple(b) for b in fused.boxes.tolist()] == [(40, 20, 110, 70)]
+    assert fused.scores.tolist() == pytest.approx([0.9])  # seen by both views that could

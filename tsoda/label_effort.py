@@ -18,19 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from auto_annotate import voc
+from auto_annotate.boxes import iou_xyxy
 
 IOU = 0.5
 INSIDE = 0.5  # a hidden box is covered by an ignore region when this share of it lies inside
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of pixel xyxy boxes."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def _inside(truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -56,7 +47,7 @@ def matched_pairs(predicted, truth, threshold: float = IOU) -> list[tuple[int, i
         true_index = [j for j, o in enumerate(truth) if o.name.lower() == name]
         if not pred_index or not true_index:
             continue
-        overlaps = _iou(_boxes([predicted[i] for i in pred_index]),
+        overlaps = iou_xyxy(_boxes([predicted[i] for i in pred_index]),
                         _boxes([truth[j] for j in true_index]))
         while overlaps.size and overlaps.max() >= threshold:
             i, j = np.unravel_index(overlaps.argmax(), overlaps.shape)

@@ -25,8 +25,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tsoda.label_effort import matched_pairs
-
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -49,17 +47,28 @@ class Thresholds:
 
 
 def score_table(detections: list[tuple[str, tuple, float]], truth) -> list[tuple[float, bool]]:
-    """(score, true positive) per detection of one image.
+    """(score, true positive) per detection of one image, matched as COCO does: in
+    descending score order, each detection takes the unmatched true box of its class with
+    which it has the highest IoU, if that IoU is >= 0.5. Difficult true boxes are left out.
 
     Args:
         detections: (class name, pixel xyxy box, score) per detection.
         truth: the image's VocObjects (the hand label).
     """
-    from auto_annotate.voc import VocObject
+    from auto_annotate.boxes import iou_xyxy
 
-    objects = [VocObject(name, tuple(float(v) for v in box)) for name, box, _ in detections]
-    hits = {i for i, _ in matched_pairs(objects, [o for o in truth if not o.difficult])}
-    return [(float(score), i in hits) for i, (_, _, score) in enumerate(detections)]
+    truth = [o for o in truth if not o.difficult]
+    taken = [False] * len(truth)
+    hits = {}
+    for index in sorted(range(len(detections)), key=lambda i: -detections[i][2]):
+        name, box, _ = detections[index]
+        same = [j for j, o in enumerate(truth) if o.name.lower() == name.lower() and not taken[j]]
+        overlaps = iou_xyxy(box, [truth[j].box for j in same])[0] if same else []
+        best = int(np.argmax(overlaps)) if len(overlaps) else -1
+        hits[index] = best >= 0 and overlaps[best] >= 0.5
+        if hits[index]:
+            taken[same[best]] = True
+    return [(float(score), hits[i]) for i, (_, _, score) in enumerate(detections)]
 
 
 def _curve(table: list[tuple[float, bool]], truth_boxes: int):
