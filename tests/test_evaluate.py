@@ -54,3 +54,14 @@ def test_evaluate_command_exits_non_zero_on_unknown_classes_or_skipped_files(
     assert main(command) == 2
     err = capsys.readouterr().err
     assert "b.xml" in err and "'flme'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_difficult_boxes_are_ignore_regions_not_objects_to_find(tmp_path):
+    image = save(tmp_path / "a.png", draw((60, 40), [(RED, (5, 5, 25, 30))]))
+    xml = tmp_path / "a.xml"
+    voc.write_voc(xml, voc.VocAnnotation(image.name, 60, 40, objects=(
+        voc.VocObject("flame", (5.0, 5.0, 25.0, 30.0)),
+        voc.VocObject("flame", (40.0, 5.0, 55.0, 20.0), difficult=True))))  # nothing there
+    metrics = evaluate_pairs(FakeColorDetector(), LABELS, [(image, xml)])
+    assert metrics.map50 == pytest.approx(1.0) and metrics.recall == pytest.approx(1.0)
+    assert metrics.scored_boxes == 1

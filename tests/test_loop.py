@@ -341,3 +341,35 @@ def test_accepted_labels_train_as_their_own_stream_when_asked(data):
     round2 = data / "W" / "rounds" / "02"
     assert list(round2.glob("hand.record*")) and list(round2.glob("pseudo.record*"))
     assert not list(round2.glob("train.record*"))
+
+
+def test_a_crash_between_writing_a_label_and_recording_its_hash_is_not_a_person_edit(data):
+    first = make_loop(data, max_rounds=1)
+    first.run()
+    held = [image_id for image_id, _ in first.journal.get_meta("held_back/1")]
+    xml = Path(next(r for r in first.journal.images() if r.id == held[0]).xml)
+    written = xml.read_bytes()
+    with first.journal.transaction():  # as if killed after the write, before the record
+        first.journal._db.execute("DELETE FROM meta WHERE key = ?",
+                                  (f"label_sha256/{held[0]}",))
+        first.journal._db.execute("UPDATE rounds SET stage = 'label' WHERE round = 1")
+    first.journal.close()
+    again = make_loop(data, max_rounds=1)
+    again.run()
+    assert again.journal.get_meta("edited/1") == []
+    assert xml.read_bytes() == written
+    assert again.journal.get_meta(f"label_sha256/{held[0]}") is not None
+
+
+def test_a_restart_with_another_stream_setting_trains_on_what_its_records_stage_wrote(data):
+    trainer = FakeTrainer(data / "calls.jsonl")
+    make_loop(data, trainer, max_rounds=2, pseudo_share=0.5).run()
+    tsoda = make_loop(data, trainer, max_rounds=2)
+    with tsoda.journal.transaction():  # round 2 to be redone from its records stage
+        tsoda.journal._db.execute("UPDATE rounds SET stage = NULL WHERE round = 2")
+    tsoda.run()
+    round2 = data / "W" / "rounds" / "02"
+    assert list(round2.glob("train.record*"))
+    assert not list(round2.glob("hand.record*")) and not list(round2.glob("pseudo.record*"))
+    last = [c for c in trainer.calls() if c["call"] == "train"][-1]
+    assert last["records"].endswith("rounds/02/train.record*") and last["pseudo"] is None

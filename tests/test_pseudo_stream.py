@@ -132,3 +132,15 @@ def test_training_runs_with_a_pseudo_stream(setup, tmp_path):
                    pseudo=PseudoStream(pseudo, share=0.5, weight=2.0, box_loss=False,
                                        strong_augment=True))
     assert result.last_step == 3 and np.isfinite(result.final_loss)
+
+
+def test_a_pseudo_weight_of_zero_leaves_exactly_the_hand_images_loss(setup):
+    task, model, _, _, _ = setup
+    images, labels = _batch(setup, share=0.5, weight=0.0)
+    outputs = model(images, training=False)
+    ours = task.build_losses(outputs, labels, model.losses)
+    hand = {k: tf.nest.map_structure(lambda t: t[:2], v) for k, v in labels.items()
+            if k not in ("image_weight", "background_weight", "box_scale")}
+    hand_outputs = tf.nest.map_structure(lambda t: t[:2], outputs)
+    theirs = super(type(task), task).build_losses(hand_outputs, hand, model.losses)
+    np.testing.assert_allclose([float(v) for v in ours], [float(v) for v in theirs], rtol=1e-5)

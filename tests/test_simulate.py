@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from auto_annotate import voc
+from auto_annotate.errors import AnnotateError
 from auto_annotate.label_map import parse_label_map
 from tests.helpers import BLUE, LABEL_MAP, RED, draw, save
 from tests.loop_fakes import FakeTrainer, RoundDetector
@@ -209,9 +210,11 @@ def test_review_budget_verifies_the_queue_head_and_adds_a_person_alone_baseline(
     statuses = {r.id: r.status for r in journal.images()}
     assert all(statuses[i] == "verified" for i in reviewed)
     by_run = {r["run"]: r for r in rows}
-    assert by_run["loop round 1"]["reviewed"] == 2
-    person = by_run["baseline person_alone"]
-    assert person["accepted"] == 3 + len(reviewed) + len(journal.get_meta("reviewed/2") or [])
+    assert by_run["loop round 1"]["reviewed"] == 0 and by_run["loop round 2"]["reviewed"] == 2
+    # the person alone gets as many labels as the loop's last model trained on
+    assert by_run["baseline person_alone"]["accepted"] == 3 + len(reviewed)
+    # round 1's effort is as round 1 left the pool, though its labels were reviewed later
+    assert by_run["loop round 1"]["labelled_share"] == f"{6 / 9:.3f}"
 
 
 def test_image_effort_counts_draws_deletes_and_ignore_regions():
@@ -232,3 +235,26 @@ def test_image_effort_counts_draws_deletes_and_ignore_regions():
     bare = image_effort(voc.VocAnnotation("a", 200, 100, objects=labels.objects[:2]), truth)
     assert bare.false_background == 3 and bare.edits == 3 + 1
     assert image_effort(None, truth).edits == 4 and image_effort(None, truth).labelled == 0
+
+
+def test_a_work_dir_reused_with_another_fraction_is_refused(tmp_path):
+    trainer = FakeTrainer(tmp_path / "calls.jsonl")
+    _run(tmp_path, trainer)
+    data, test = tmp_path / "D", tmp_path / "T"
+    with pytest.raises(AnnotateError, match=r"labeled_fraction.*use another --work_dir"):
+        simulate(_settings(tmp_path / "W"), Simulation(data, 0.5, test, seeds=(2,)), trainer,
+                 RoundDetector, LABELS, progress=False, echo=lambda line: None)
+
+
+def test_another_test_set_rescores_the_cached_baselines_without_training(tmp_path):
+    trainer = FakeTrainer(tmp_path / "calls.jsonl")
+    _run(tmp_path, trainer)
+    trained = len([c for c in trainer.calls() if c["call"] == "train"])
+    other = labelled_set(tmp_path / "T2", 2)
+    rows = simulate(_settings(tmp_path / "W"), Simulation(tmp_path / "D", 0.25, other,
+                                                          seeds=(2,)),
+                    trainer, RoundDetector, LABELS, progress=False, echo=lambda line: None)
+    assert len([c for c in trainer.calls() if c["call"] == "train"]) == trained
+    folder = next((tmp_path / "W" / "seed2" / "baselines").glob("hand_only-*"))
+    assert len(list(folder.glob("result-*.json"))) == 2  # one score per test set
+    assert {r["run"]: r for r in rows}["baseline hand_only"]["test_map50"] == "1.0000"

@@ -12,9 +12,13 @@ detection is held back, as the loop did before.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from auto_annotate import voc
+from auto_annotate.errors import AnnotateError
+from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
 from tsoda import thresholds as choose
 
 LABEL_FLOOR = 0.05  # the labelling stage keeps detections down to this score
@@ -78,3 +82,51 @@ def decide(annotation: voc.VocAnnotation, scores: list[float], thresholds: choos
         return Decision("hold", replace(annotation, objects=suggestions),
                         scores=tuple(s for s in scores if s >= thresholds.uncertain))
     return Decision("skip")
+
+
+def hand_boxes_per_image(journal) -> float:
+    """Boxes per hand training image (ignore regions left out): the count prior."""
+    counts = []
+    for image_row in journal.images("hand", "train"):
+        try:
+            counts.append(sum(not o.difficult for o in voc.read_voc(image_row.xml).objects))
+        except AnnotateError:
+            continue
+    return sum(counts) / len(counts) if counts else 1.0
+
+
+def thresholds_once(journal, settings, number: int, row, records: list[dict], echo):
+    """The round's thresholds, chosen once and kept in the journal (and said)."""
+    stored = journal.get_meta(f"thresholds/{number}")
+    if stored is not None:
+        return choose.Thresholds(**stored)
+    chosen = round_thresholds(
+        settings, row.metrics.get("hand"),
+        [r.get("scores") or [] for r in records if r.get("status") != "failed"],
+        hand_boxes_per_image(journal))
+    journal.set_meta(f"thresholds/{number}", chosen.as_dict())
+    echo(f"round {number}: {chosen.describe()}")
+    return chosen
+
+
+def write_labels(journal, decisions) -> list[str]:
+    """Writes each decision's file under W/labels (repeating this is harmless). A file there
+    that is not the one the loop wrote (its SHA-256 is kept in the journal) is a person's
+    work, saved or verified: never replaced, its image not accepted.
+
+    Returns:
+        The ids of the images whose file a person edited.
+    """
+    edited = []
+    for image_row, decision in decisions:
+        target, key = Path(image_row.xml), f"label_sha256/{image_row.id}"
+        data = voc.annotation_to_xml(decision.annotation).encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()
+        # ours: the file written before, or this very file (a repeat after a crash that
+        # came between writing it and recording its hash)
+        if target.is_file() and sha256_of_file(target) not in (journal.get_meta(key), digest):
+            edited.append(image_row.id)
+            continue
+        atomic_write_bytes(target, data)
+        journal.set_meta(key, digest)
+    return edited

@@ -72,7 +72,8 @@ class _Coco:
                 self.unknown.append((source, obj.name))
                 continue
             self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": image_id, "iscrowd": 0,
+                "id": len(self.annotations) + 1, "image_id": image_id,
+                "iscrowd": int(obj.difficult),  # an ignore region: neither found nor missed
                 "category_id": category,
                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)})
         for box, score, class_id in zip(detections.boxes, detections.scores,

@@ -9,7 +9,6 @@ so a run killed at any moment continues where it stopped when started again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -28,7 +27,6 @@ from auto_annotate.annotate import (
     write_predefined_classes,
 )
 from auto_annotate.errors import AnnotateError, VocError
-from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
 from auto_annotate.images import IMAGE_EXTENSIONS, list_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
@@ -236,7 +234,14 @@ class TsodaLoop:
         return {"train": ("hand", "verified", "auto")}
 
     def _stage_records(self, number: int, round_dir: Path, row) -> dict:
-        for name, statuses in self._streams().items():
+        streams = self._streams()
+        for stale in ("train", "hand", "pseudo"):  # from an attempt with other settings
+            if stale not in streams:
+                for path in round_dir.glob(f"{stale}.record*"):
+                    path.unlink()
+        self.journal.set_meta(f"streams/{number}", self._pseudo_stream(round_dir)
+                              if "pseudo" in streams else None)
+        for name, statuses in streams.items():
             pairs = self._pairs("train", statuses)
             if not pairs:
                 raise TrainingError(self.settings.labeled_dir, "no labelled training image")
@@ -258,16 +263,22 @@ class TsodaLoop:
         self.echo(f"round {number}: training {row.steps} steps"
                   + (f" from {warm}" if warm else " from scratch"))
         records, pseudo = str(round_dir / "train.record*"), None
-        if list(round_dir.glob("pseudo.record*")):  # the records stage split the streams
+        stream = self.journal.get_meta(f"streams/{number}")
+        if stream is not None:  # the records stage split the streams
             from tsoda.task import PseudoStream
 
-            settings = self.settings
-            records = str(round_dir / "hand.record*")
-            pseudo = PseudoStream(str(round_dir / "pseudo.record*"), settings.pseudo_share,
-                                  settings.pseudo_weight, settings.pseudo_background,
-                                  settings.pseudo_box_loss, settings.strong_augment)
+            records, pseudo = str(round_dir / "hand.record*"), PseudoStream(**stream)
         return {"checkpoint": self.trainer.train(round_dir, records, row.steps, warm,
                                                  pseudo=pseudo)}
+
+    def _pseudo_stream(self, round_dir: Path) -> dict:
+        """The round's pseudo stream (tsoda.task.PseudoStream's fields), kept in the
+        journal with its records, so a restart trains on what was written."""
+        settings = self.settings
+        return {"input_path": str(round_dir / "pseudo.record*"), "share": settings.pseudo_share,
+                "weight": settings.pseudo_weight,
+                "background_weight": settings.pseudo_background,
+                "box_loss": settings.pseudo_box_loss, "strong_augment": settings.strong_augment}
 
     def _stage_export(self, number: int, round_dir: Path, row) -> dict:
         return {"saved_model": str(self.trainer.export(round_dir, row.checkpoint))}
@@ -301,35 +312,12 @@ class TsodaLoop:
                            round_dir / "labels", options)
         return {}
 
-    def _hand_boxes_per_image(self) -> float:
-        counts = []
-        for image_row in self.journal.images("hand", "train"):
-            try:
-                counts.append(sum(not o.difficult for o in voc.read_voc(image_row.xml).objects))
-            except AnnotateError:
-                continue
-        return sum(counts) / len(counts) if counts else 1.0
-
-    def _thresholds(self, number: int, row, records: list[dict]):
-        """The round's thresholds, chosen once and kept in the journal."""
-        from tsoda.thresholds import Thresholds
-
-        stored = self.journal.get_meta(f"thresholds/{number}")
-        if stored is not None:
-            return Thresholds(**stored)
-        chosen = acceptance.round_thresholds(
-            self.settings, row.metrics.get("hand"),
-            [r.get("scores") or [] for r in records if r.get("status") != "failed"],
-            self._hand_boxes_per_image())
-        self.journal.set_meta(f"thresholds/{number}", chosen.as_dict())
-        self.echo(f"round {number}: {chosen.describe()}")
-        return chosen
-
     def _decide(self, number: int, round_dir: Path, row):
         """[(image row, Decision)] for the images the round found something in."""
         manifest = read_manifest(round_dir / "labels" / MANIFEST_NAME)
         rows = [(r, manifest.get(r.id)) for r in self.journal.images("unlabelled")]
-        thresholds = self._thresholds(number, row, [rec for _, rec in rows if rec])
+        thresholds = acceptance.thresholds_once(self.journal, self.settings, number, row,
+                                                [rec for _, rec in rows if rec], self.echo)
         decisions = []
         for image_row, record in rows:
             if record is None or record.get("status") != "annotated":
@@ -341,32 +329,13 @@ class TsodaLoop:
                 decisions.append((image_row, decision))
         return decisions
 
-    def _write_labels(self, number: int, decisions) -> list[str]:
-        """Writes each decision's file under W/labels (repeating this is harmless). A file
-        there that is not the one the loop wrote (its SHA-256 is kept in the journal) is a
-        person's work, saved or verified: never replaced, its image not accepted.
-
-        Returns:
-            The ids of the images whose file a person edited.
-        """
-        edited = []
-        for image_row, decision in decisions:
-            target, key = Path(image_row.xml), f"label_sha256/{image_row.id}"
-            if target.is_file() and sha256_of_file(target) != self.journal.get_meta(key):
-                edited.append(image_row.id)
-                continue
-            data = voc.annotation_to_xml(decision.annotation).encode("utf-8")
-            self.journal.set_meta(key, hashlib.sha256(data).hexdigest())  # before the write
-            atomic_write_bytes(target, data)
-        if edited:
-            self.echo(f"note: round {number}: {len(edited)} label(s) under {self.labels_dir} "
-                      f"edited by a person were kept, not replaced: {', '.join(edited)}")
-        return edited
-
     def _stage_accept(self, number: int, round_dir: Path, row) -> None:
         start = time.perf_counter()
         decisions = self._decide(number, round_dir, row)
-        edited = self._write_labels(number, decisions)
+        edited = acceptance.write_labels(self.journal, decisions)
+        if edited:
+            self.echo(f"note: round {number}: {len(edited)} label(s) under {self.labels_dir} "
+                      f"edited by a person were kept, not replaced: {', '.join(edited)}")
         decisions = [(r, d) for r, d in decisions if r.id not in edited]
         accepted = [(r, d) for r, d in decisions if d.kind == "accept"]
         held = [(r, d) for r, d in decisions if d.kind == "hold"]

@@ -40,10 +40,17 @@ def _fmt(value, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def _markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+def markdown_table(rows: list[dict], columns=None) -> str:
+    """A Markdown table of ``rows`` (default columns: every key, in order of appearance)."""
+    columns = list(columns) if columns is not None else \
+        list(dict.fromkeys(c for row in rows for c in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _markdown(rows: list[dict]) -> str:
+    return markdown_table(rows, COLUMNS)
 
 
 def to_csv(rows: list[dict], columns) -> str:

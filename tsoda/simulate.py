@@ -25,7 +25,7 @@ import os
 import random
 import shutil
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 from auto_annotate import voc
@@ -34,9 +34,9 @@ from auto_annotate.fileio import atomic_write_text
 from tsoda.errors import DivergedError
 from tsoda.label_effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
 from tsoda.loop import LoopSettings, TsodaLoop, split_ids
+from tsoda.report import markdown_table, review_queue, to_csv
 
 DIVERGED = "diverged.json"
-DONE = "result.json"
 NUMERIC = ("test_map50", "test_map50_95", "label_precision", "label_recall",
            "labelled_share", "edits_per_box", "false_background", "minutes")
 
@@ -83,6 +83,29 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def _setting(settings: LoopSettings) -> dict:
+    """The loop settings that identify a loop's results: those not at their default (so a
+    new setting with a default keeps earlier work dirs valid), without the work dir."""
+    return {f.name: str(getattr(settings, f.name)) for f in fields(settings)
+            if f.name != "work_dir" and (f.default is MISSING
+                                         or getattr(settings, f.name) != f.default)}
+
+
+def _check_split(folder: Path, simulation: Simulation, seed: int) -> None:
+    """A seed's split is made once; a work dir reused with other data is refused."""
+    made = {"dataset_dir": str(Path(simulation.dataset_dir).resolve()),
+            "labeled_fraction": simulation.labeled_fraction, "seed": seed}
+    record = folder / "split.json"
+    if record.is_file():
+        stored = json.loads(record.read_text())
+        if stored != made:
+            raise AnnotateError(folder, f"was made with {stored}; now {made}: use another "
+                                        "--work_dir")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps(made))
+
+
 def _fingerprint(trainer) -> str:
     """What identifies the trainer's models besides data and steps (its config)."""
     fingerprint = getattr(trainer, "fingerprint", None)
@@ -95,12 +118,13 @@ class _Seed:
     def __init__(self, settings: LoopSettings, simulation: Simulation, seed: int, parts):
         self.simulation, self.seed = simulation, seed
         self.trainer, self.detector_factory, self.label_map, self.evaluate, self.echo = parts
-        self.folder = Path(settings.work_dir) / f"seed{seed}"
+        self.folder = Path(settings.work_dir).resolve() / f"seed{seed}"
+        _check_split(self.folder / "split", simulation, seed)
         labeled, unlabeled = make_split(simulation.dataset_dir, self.folder / "split",
                                         simulation.labeled_fraction, seed)
         loop_settings = replace(settings, labeled_dir=labeled, unlabeled_dir=unlabeled, seed=seed)
-        key = _key({k: str(v) for k, v in loop_settings.__dict__.items() if k != "work_dir"},
-                   simulation.review_budget, _fingerprint(self.trainer))
+        key = _key(_setting(loop_settings), simulation.review_budget,
+                   _fingerprint(self.trainer))
         self.settings = replace(loop_settings, work_dir=self.folder / f"loop-{key}")
 
     def truth(self, image_id: str) -> voc.VocAnnotation:
@@ -120,10 +144,9 @@ class _Seed:
 
     # ----- the loop
     def run_loop(self, progress: bool) -> TsodaLoop:
-        reviewer = _Reviewer(self, self.simulation.review_budget) \
-            if self.simulation.review_budget else None
         loop = TsodaLoop(self.settings, self.trainer, self.detector_factory, self.label_map,
-                         self.evaluate, progress, self.echo, after_round=reviewer)
+                         self.evaluate, progress, self.echo,
+                         after_round=_RoundEnd(self, self.simulation.review_budget))
         marker = self.settings.work_dir / DIVERGED
         if not marker.is_file():
             try:
@@ -133,25 +156,35 @@ class _Seed:
                 self.echo(f"seed {self.seed}: the loop diverged: {error}")
         return loop
 
+    def round_effort(self, loop: TsodaLoop, number: int) -> dict:
+        """The pool as round ``number`` left it, before the simulated person reviews its
+        queue: kept in the journal, so later reviews cannot rewrite it."""
+        key = f"simulate/effort/{number}"
+        stored = loop.journal.get_meta(key)
+        if stored is None:
+            pool = loop.journal.images("auto") + loop.journal.images("unlabelled") + \
+                [r for r in loop.journal.images("verified") if r.id.startswith("U/")]
+            reviewed = _reviewed(loop)(number - 1)
+            effort, quality = self.effort(pool, number, reviewed)
+            stored = {**quality, **_effort_columns(effort), "reviewed": len(reviewed)}
+            loop.journal.set_meta(key, stored)
+        return stored
+
     def loop_rows(self, loop: TsodaLoop, test_pairs) -> list[dict]:
         rows, total = [], 0
-        pool = loop.journal.images("auto") + loop.journal.images("unlabelled") + \
-            [r for r in loop.journal.images("verified") if r.id.startswith("U/")]
-        reviewed = _reviewed(loop)
         for r in loop.journal.rounds():
             total += r.steps
             row = {"seed": self.seed, "run": f"loop round {r.round}", "steps": total,
-                   "accepted": r.accepted if r.done else "", "reviewed": len(reviewed(r.round))}
+                   "accepted": r.accepted if r.done else "", "reviewed": ""}
             if not r.done:
                 rows.append({**row, "note": _diverged_note(self.settings.work_dir)})
                 continue
-            effort, quality = self.effort(pool, r.round, reviewed(r.round))
             key = f"simulate/score/{r.round}/{_key([str(p) for p, _ in test_pairs])}"
             score = loop.journal.get_meta(key)
             if score is None:  # scored once; later runs of the same loop reuse it
                 score = self.score(r.saved_model, test_pairs)
                 loop.journal.set_meta(key, score)
-            rows.append({**row, **quality, **_effort_columns(effort), **score,
+            rows.append({**row, **self.round_effort(loop, r.round), **score,
                          "minutes": f"{r.seconds / 60:.1f}", "note": ""})
         done = [row for row in rows if row["note"] == ""]
         if done:  # seeds may stop after different rounds: their last models side by side
@@ -182,8 +215,9 @@ class _Seed:
             f"{name}-{_key(_fingerprint(self.trainer), schedule, images, self.seed)}"
         row = {"seed": self.seed, "run": f"baseline {name}", "steps": sum(schedule),
                "accepted": len(pairs), "reviewed": "", "note": ""}
-        if (folder / DONE).is_file():
-            return {**row, **json.loads((folder / DONE).read_text())}
+        scored = folder / f"result-{_key([str(p) for p, _ in test_pairs])}.json"
+        if scored.is_file():  # trained and scored on this test set before
+            return {**row, **json.loads(scored.read_text())}
         if (folder / DIVERGED).is_file():
             return {**row, "note": _diverged_note(folder)}
         try:
@@ -194,13 +228,16 @@ class _Seed:
             self.echo(f"seed {self.seed}: baseline {name} diverged: {error}")
             return {**row, "note": _diverged_note(folder)}
         result = self.score(saved_model, test_pairs)
-        atomic_write_text(folder / DONE, json.dumps(result))
+        atomic_write_text(scored, json.dumps(result))
         return {**row, **result}
 
     def _train_chain(self, folder: Path, pairs, schedule: list[int]) -> Path:
         """The loop's schedule without its labels: stage k warm-starts from stage k - 1."""
         from tsoda.tfrecords import write_tfrecords_for_pairs
 
+        exported = folder / "exported.json"
+        if exported.is_file():
+            return Path(json.loads(exported.read_text())["saved_model"])
         folder.mkdir(parents=True, exist_ok=True)
         if not list(folder.glob("train.record*")):
             write_tfrecords_for_pairs(pairs, self.label_map, folder / "train.record")
@@ -210,7 +247,9 @@ class _Seed:
             stage.mkdir(exist_ok=True)
             checkpoint = self.trainer.train(stage, str(folder / "train.record*"), steps,
                                             checkpoint)
-        return self.trainer.export(stage, checkpoint)
+        saved_model = self.trainer.export(stage, checkpoint)
+        atomic_write_text(exported, json.dumps({"saved_model": str(saved_model)}))
+        return Path(saved_model)
 
     def baselines(self, loop: TsodaLoop, test_pairs) -> list[dict]:
         schedule = [r.steps for r in loop.journal.rounds()]
@@ -221,7 +260,7 @@ class _Seed:
         everything = [(image, xml) for image, xml in voc.voc_pairs(self.simulation.dataset_dir)
                       if image.name not in held_out]
         runs = [("hand_only", hand), ("all_labels", everything)]
-        reviewed = len(_reviewed(loop)(len(schedule)))
+        reviewed = len(_reviewed(loop)(len(schedule) - 1))  # what the last model trained on
         if reviewed:
             pool = sorted(r.id for r in loop.journal.images() if r.id.startswith("U/"))
             chosen = random.Random(f"{self.seed}/person").sample(pool, min(reviewed, len(pool)))
@@ -252,18 +291,18 @@ def _reviewed(loop: TsodaLoop):
     return upto
 
 
-class _Reviewer:
-    """A simulated person: after each round, verifies the first K images of the review
-    queue by writing their hidden labels as verified LabelImg files."""
+class _RoundEnd:
+    """After each round: the pool's effort is recorded; then a simulated person (with a
+    review budget K) verifies the first K images of the review queue by writing their
+    hidden labels as verified LabelImg files."""
 
     def __init__(self, seed: _Seed, budget: int) -> None:
         self.seed, self.budget = seed, budget
 
     def __call__(self, loop: TsodaLoop, number: int) -> None:
-        from tsoda.report import review_queue
-
+        self.seed.round_effort(loop, number)
         key = f"reviewed/{number}"
-        if loop.journal.get_meta(key) is not None:
+        if not self.budget or loop.journal.get_meta(key) is not None:
             return
         rows = {r.id: r for r in loop.journal.images()}
         chosen = [q["image"] for q in review_queue(loop.journal)
@@ -300,7 +339,7 @@ def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_f
         _write_table(rows, folder / "simulate_runs")  # latest run; and one per setting
         _write_table(summary, folder / "simulate")
         atomic_write_text(folder / "setting.json", json.dumps(setting, indent=2) + "\n")
-    for line in _markdown(summary).splitlines():
+    for line in markdown_table(summary).splitlines():
         echo(line)
     return rows
 
@@ -316,12 +355,13 @@ def _mean_sd(values: list[float]) -> str:
 def summarize(rows: list[dict]) -> list[dict]:
     """One row per run name: mean ± sd over the seeds that finished it, and how many did."""
     names = list(dict.fromkeys(row["run"] for row in rows))
+    seeds = len({row["seed"] for row in rows})
     summary = []
     for name in names:
         group = [row for row in rows if row["run"] == name]
         finished = [row for row in group if row.get("test_map50", "") != "" or
                     row.get("label_precision", "") != ""]
-        out = {"run": name, "seeds": f"{len(finished)}/{len(group)}",
+        out = {"run": name, "seeds": f"{len(finished)}/{seeds}",
                "steps": group[0]["steps"] if len({r["steps"] for r in group}) == 1 else
                "/".join(str(r["steps"]) for r in group)}
         for column in NUMERIC:
@@ -333,17 +373,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def _markdown(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _write_table(rows: list[dict], stem: Path) -> None:
-    from tsoda.report import to_csv
-
     columns = list(dict.fromkeys(c for row in rows for c in row))
-    atomic_write_text(stem.with_suffix(".md"), _markdown(rows))
+    atomic_write_text(stem.with_suffix(".md"), markdown_table(rows))
     atomic_write_text(stem.with_suffix(".csv"),
                       to_csv([{c: row.get(c, "") for c in columns} for row in rows], columns))

@@ -7,7 +7,8 @@
   detection, without the colour inversions that destroy a flame's colour and without
   rotation, which loosens boxes), a loss weight, a lower weight for its background anchors,
   and no box regression. Each image carries its weights as labels; the loss below applies
-  them and normalizes by the batch's positive anchors, as Model Garden's loss does.
+  them and normalizes by the positive anchors of the images with a weight above 0, as Model
+  Garden's loss normalizes by the batch's positive anchors.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ class TsodaRetinaNetTask(retinanet_task.RetinaNetTask):
         cls_weight = labels["cls_weights"] * image * tf.where(
             positive, 1.0, labels["background_weight"][:, None])
         box_weight = labels["box_weights"] * image * labels["box_scale"][:, None]
-        count = tf.reduce_sum(labels["box_weights"]) + 1.0  # positive anchors, unweighted
+        # positive anchors of the images that count (weight > 0), each once: a weight is
+        # not normalized away, and a weight of 0 leaves exactly the hand images' loss
+        count = tf.reduce_sum(labels["box_weights"] * tf.cast(image > 0, tf.float32)) + 1.0
         cls_loss = focal_loss.FocalLoss(
             alpha=losses.focal_loss_alpha, gamma=losses.focal_loss_gamma,
             reduction=tf_keras.losses.Reduction.SUM)(

@@ -19,6 +19,7 @@ from auto_annotate import voc
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
 from tsoda.acceptance import decide
 from tsoda.label_effort import Effort, image_effort
+from tsoda.report import markdown_table
 from tsoda.thresholds import Thresholds
 
 
@@ -89,13 +90,6 @@ def grid(pool: list[PoolImage], accepts=None, uncertains=None) -> list[dict]:
     return rows
 
 
-def _markdown(rows: list[dict]) -> str:
-    columns = list(rows[0]) if rows else []
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return "\n".join(lines + ["| " + " | ".join(str(r[c]) for c in columns) + " |"
-                              for r in rows]) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     """python scripts/threshold_study.py --loop_dir W --dataset_dir D [--round N]"""
     import argparse
@@ -124,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     if chosen:
         own = Thresholds(**chosen)
         lines += [f"The round chose: {own.describe()}", "",
-                  _markdown([replay(pool, own, ignore) for ignore in (False, True)])]
-    lines += ["All pairs:", "", _markdown(grid(pool))]
+                  markdown_table([replay(pool, own, ignore) for ignore in (False, True)])]
+    lines += ["All pairs:", "", markdown_table(grid(pool))]
     text = "\n".join(lines)
     atomic_write_text(loop_dir / "report" / f"threshold_study_round{args.round}.md", text)
     print(text)

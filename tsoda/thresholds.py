@@ -65,7 +65,7 @@ def score_table(detections: list[tuple[str, tuple, float]], truth) -> list[tuple
         same = [j for j, o in enumerate(truth) if o.name.lower() == name.lower() and not taken[j]]
         overlaps = iou_xyxy(box, [truth[j].box for j in same])[0] if same else []
         best = int(np.argmax(overlaps)) if len(overlaps) else -1
-        hits[index] = best >= 0 and overlaps[best] >= 0.5
+        hits[index] = bool(best >= 0 and overlaps[best] >= 0.5)
         if hits[index]:
             taken[same[best]] = True
     return [(float(score), hits[i]) for i, (_, _, score) in enumerate(detections)]
