@@ -86,7 +86,8 @@ def _broken(replace: str, by: str) -> str:
      "feature_extractor.type: 'ssd_resnet50_v1_fpn_keras' is not supported"),
     ("num_classes: 1", "num_classes: 0", "num_classes: must be at least 1"),
     ("momentum_optimizer_value: 0.9\n    }", "momentum_optimizer_value: 0.9\n    }\n"
-     "    use_moving_average: true", "use_moving_average: moving averages are not supported"),
+     "    use_moving_average: true moving_average_decay: 1.5",
+     "moving_average_decay: must be in \\(0, 1\\)"),
 ])
 def test_invalid_values_are_refused_with_their_path(old, new, problem):
     with pytest.raises(PipelineConfigError, match=problem):

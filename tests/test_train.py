@@ -61,3 +61,36 @@ def test_the_loop_trainer_refuses_more_classes_than_num_classes(tmp_path):
     (tmp_path / "map.pbtxt").write_text(TWO_CLASSES)
     with pytest.raises(PipelineConfigError, match=r"model\.ssd\.num_classes is 1"):
         ModelGardenTrainer(CONFIG, tmp_path / "map.pbtxt")
+
+
+@pytest.mark.slow
+def test_moving_average_weights_are_what_the_final_checkpoint_holds(tmp_path):
+    import numpy as np
+
+    from tests.tsoda_helpers import synthetic_voc
+    from tsoda.tfrecords import write_tfrecords
+
+    data = synthetic_voc(tmp_path / "data", count=4)
+    label_map = tmp_path / "label_map.pbtxt"
+    label_map.write_text('item { id: 1 name: "flame" }\n')
+    write_tfrecords(data, data, label_map, tmp_path / "train.record")
+    config = write_tiny_config(tmp_path / "p.config", str(tmp_path / "train.record*"),
+                               label_map, steps=6)
+    config.write_text(config.read_text().replace(
+        "constant_learning_rate { learning_rate: 0.003 } } }",
+        "constant_learning_rate { learning_rate: 0.003 } } }\n"
+        "    use_moving_average: true moving_average_decay: 0.5"))
+    assert "use_moving_average" in config.read_text()
+    train(config, tmp_path / "model", num_train_steps=3, progress=False, checkpoint_every=3)
+    result = train(config, tmp_path / "model", progress=False)  # resumes at step 3
+    assert result.first_step == 3 and result.last_step == 6
+    reader = tf.train.load_checkpoint(result.checkpoint)
+    names = reader.get_variable_to_shape_map()
+    averages = [n for n in names if "/.OPTIMIZER_SLOT/" in n
+                and n.endswith("/average/.ATTRIBUTES/VARIABLE_VALUE")]
+    assert averages  # the optimizer kept an average per trained weight
+    assert reader.get_tensor("averages_in_model/.ATTRIBUTES/VARIABLE_VALUE")
+    swapped = sum(not np.allclose(reader.get_tensor(slot.split("/.OPTIMIZER_SLOT/")[0] +
+                                                    "/.ATTRIBUTES/VARIABLE_VALUE"),
+                                  reader.get_tensor(slot)) for slot in averages)
+    assert swapped > len(averages) // 2  # the model's weights are the averages, not the last

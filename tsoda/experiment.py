@@ -266,8 +266,8 @@ def _optimization(train_config, check: _Checker) -> optimization.OptimizationCon
     kind = optimizer.WhichOneof("optimizer")
     check.require(kind is not None, "train_config.optimizer", "needs momentum_optimizer or "
                                                               "adam_optimizer")
-    check.require(not optimizer.use_moving_average, "train_config.optimizer.use_moving_average",
-                  "moving averages are not supported")
+    check.require(0.0 < optimizer.moving_average_decay < 1.0,
+                  "train_config.optimizer.moving_average_decay", "must be in (0, 1)")
     field = f"train_config.optimizer.{kind}.learning_rate"
     if kind == "momentum_optimizer":
         spec = {"optimizer": {"type": "sgd", "sgd": {
@@ -281,6 +281,8 @@ def _optimization(train_config, check: _Checker) -> optimization.OptimizationCon
     check.require(clip >= 0, "train_config.gradient_clipping_by_norm", "must be >= 0")
     if clip > 0:  # Model Garden clips the global norm of all gradients together
         spec["optimizer"][spec["optimizer"]["type"]]["global_clipnorm"] = clip
+    if optimizer.use_moving_average:  # Model Garden's EMA optimizer (tsoda/train.py swaps)
+        spec["ema"] = {"average_decay": optimizer.moving_average_decay}
     return optimization.OptimizationConfig({**spec, **_learning_rate(rate, field, check)})
 
 

@@ -111,6 +111,51 @@ def _write_summaries(logs: dict, optimizer, step: int, rate: float) -> float:
     return loss
 
 
+def _swap_in_averages(optimizer, model) -> None:
+    """Swaps the model's weights with the EMA optimizer's averages (twice: back again). The
+    EMA's own swap_weights needs a distribution strategy; training runs without one."""
+    for weight in model.trainable_variables:
+        average = optimizer.get_slot(weight, "average")
+        raw = tf.identity(weight)
+        weight.assign(average)
+        average.assign(raw)
+
+
+def _start_averages(optimizer, model, averages_in_model: tf.Variable) -> None:
+    """After the restore: creates the EMA's averages (restored from the checkpoint as they
+    are created, if it has them) and, when resuming after a finished run, puts the trained
+    weights back into the model."""
+    optimizer.shadow_copy(model)
+    if bool(averages_in_model.numpy()):
+        _swap_in_averages(optimizer, model)
+        averages_in_model.assign(False)
+
+
+def _run_steps(step_fn, batches, span: tuple[int, int], optimizer, manager, model_dir: Path,
+               every: tuple[bool, int, int]) -> float | None:
+    """Steps ``span`` (first, last], with a progress bar, summaries and checkpoints (not the
+    last step's); returns the last logged loss. Raises DivergedError on a NaN loss."""
+    (first, steps), (progress, checkpoint_every, summary_every) = span, every
+    loss = None
+    writer = tf.summary.create_file_writer(str(model_dir / "train"))
+    with writer.as_default(), tqdm(total=steps, initial=first, unit="step", desc="training",
+                                   disable=not progress) as bar:
+        window = (time.perf_counter(), first)
+        for step in range(first + 1, steps + 1):
+            logs = step_fn(next(batches))
+            bar.update(1)
+            if step % summary_every == 0 or step == steps:
+                rate = (step - window[1]) / max(time.perf_counter() - window[0], 1e-9)
+                loss = _write_summaries(logs, optimizer, step, rate)
+                window = (time.perf_counter(), step)
+                bar.set_postfix(loss=f"{loss:.3f}", steps_per_s=f"{rate:.2f}")
+                if loss != loss:  # NaN
+                    raise DivergedError(model_dir, step)
+            if step % checkpoint_every == 0 and step < steps:
+                manager.save(checkpoint_number=step)
+    return loss
+
+
 def train(pipeline_config_path: str | Path, model_dir: str | Path,
           num_train_steps: int | None = None, progress: bool = True,
           checkpoint_every: int = 500, summary_every: int = 20,
@@ -138,10 +183,16 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
     write_resolved_configs(model_dir, pipeline, experiment)
     task, model = build_model_and_task(experiment)
     optimizer = task.create_optimizer(experiment.optimization, config_definitions.RuntimeConfig())
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **model.checkpoint_items)
+    moving_average = hasattr(optimizer, "shadow_copy")  # Model Garden's EMA optimizer
+    # with EMA, the last checkpoint of a run holds the averages as the model's weights
+    swapped = {"averages_in_model": tf.Variable(False)} if moving_average else {}
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **swapped,
+                                     **model.checkpoint_items)
     manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=3,
                                          step_counter=optimizer.iterations)
     _restore(checkpoint, manager, task, model, model_dir)
+    if moving_average:
+        _start_averages(optimizer, model, swapped["averages_in_model"])
     first = int(optimizer.iterations.numpy())
     if first >= steps:
         LOG.info("%s is already at step %d of %d", model_dir, first, steps)
@@ -149,23 +200,12 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
     batches = _inputs(task, experiment, pseudo)
     metrics = task.build_metrics(training=True)
     step_fn = tf.function(lambda batch: task.train_step(batch, model, optimizer, metrics))
-    loss, start = None, time.perf_counter()
-    writer = tf.summary.create_file_writer(str(model_dir / "train"))
-    with writer.as_default(), tqdm(total=steps, initial=first, unit="step", desc="training",
-                                   disable=not progress) as bar:
-        window = (time.perf_counter(), first)
-        for step in range(first + 1, steps + 1):
-            logs = step_fn(next(batches))
-            bar.update(1)
-            if step % summary_every == 0 or step == steps:
-                rate = (step - window[1]) / max(time.perf_counter() - window[0], 1e-9)
-                loss = _write_summaries(logs, optimizer, step, rate)
-                window = (time.perf_counter(), step)
-                bar.set_postfix(loss=f"{loss:.3f}", steps_per_s=f"{rate:.2f}")
-                if loss != loss:  # NaN
-                    raise DivergedError(model_dir, step)
-            if step % checkpoint_every == 0 and step < steps:
-                manager.save(checkpoint_number=step)
+    start = time.perf_counter()
+    loss = _run_steps(step_fn, batches, (first, steps), optimizer, manager, model_dir,
+                      (progress, checkpoint_every, summary_every))
     seconds = time.perf_counter() - start
+    if moving_average:  # the final checkpoint holds the averaged weights as the model's
+        _swap_in_averages(optimizer, model)
+        swapped["averages_in_model"].assign(True)
     path = manager.save(checkpoint_number=steps)
     return TrainResult(path, first, steps, seconds, loss)
