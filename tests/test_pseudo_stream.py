@@ -100,13 +100,14 @@ def test_pseudo_weight_scales_the_pseudo_part_and_box_loss_can_be_off(setup):
                                                    tf.float32)
         return _losses(setup, changed, images)
 
-    zero, one, two = weighted(0.0), weighted(1.0), weighted(2.0)
-    for part in (1, 2):  # classification and box loss are linear in the pseudo weight
-        assert two[part] - one[part] == pytest.approx(one[part] - zero[part], rel=1e-4)
-        assert one[part] > zero[part]
-    no_box = weighted(1.0, box_scale=0.0)
-    assert no_box[2] == pytest.approx(zero[2], rel=1e-5)  # only the hand boxes regress
-    assert no_box[1] == pytest.approx(one[1], rel=1e-5)   # classification unchanged
+    zero, one, two, three = (weighted(w) for w in (0.0, 1.0, 2.0, 3.0))
+    for part in (1, 2):  # above 0, classification and box loss are linear in the weight
+        assert three[part] - two[part] == pytest.approx(two[part] - one[part], rel=1e-4)
+        assert two[part] > one[part]
+    no_box, half_box = weighted(1.0, box_scale=0.0), weighted(1.0, box_scale=0.5)
+    assert no_box[2] < one[2]  # the pseudo boxes no longer regress ...
+    assert half_box[2] == pytest.approx((no_box[2] + one[2]) / 2, rel=1e-4)  # (linearly)
+    assert no_box[1] == pytest.approx(one[1], rel=1e-5)   # ... and classification is as before
     less_background = weighted(1.0, background=0.0)
     assert zero[1] < less_background[1] < one[1]  # pseudo positives still count
 
