@@ -10,34 +10,40 @@ from tsoda import acceptance
 from tsoda.loop import LoopSettings
 from tsoda.thresholds import from_count_prior, from_hand_test, score_table
 
-# (score, true positive) of 7 detections on hand test images holding 5 boxes
-TABLE = [(0.9, True), (0.8, True), (0.7, False), (0.6, True), (0.5, False), (0.4, False),
-         (0.3, True)]
+# 20 hits (scores 1.00 .. 0.81), then 20 misses (0.80 .. 0.61), then 4 hits (0.60 .. 0.57)
+TABLE = [(round(1.0 - i / 100, 2), i < 20 or i >= 40) for i in range(44)]
 
 
-@pytest.mark.parametrize("precision,recall,accept,uncertain,est_precision,est_recall", [
-    (0.75, 0.8, 0.6, 0.3, 0.75, 0.8),   # lowest score with precision >= 0.75 is 0.6
-    (0.95, 0.6, 0.8, 0.6, 1.0, 0.6),    # recall 0.6 is first reached at 0.6
-    (0.95, 0.9, 0.8, 0.3, 1.0, 0.8),    # recall 0.9 is never reached: the lowest true positive
-    (0.7, 0.2, 0.6, 0.6, 0.75, 0.6),    # uncertain never above accept
-])
-def test_thresholds_from_a_known_table(precision, recall, accept, uncertain, est_precision,
-                                       est_recall):
-    chosen = from_hand_test(TABLE, 5, precision, recall, min_boxes=5)
-    assert (chosen.accept, chosen.uncertain) == (accept, uncertain)
-    assert chosen.precision == pytest.approx(est_precision)
-    assert chosen.recall == pytest.approx(est_recall)
-    assert chosen.source == "hand test, 5 boxes"
+def test_precision_bound_is_wilsons_lower_bound():
+    from tsoda.thresholds import precision_bound
+
+    # all hits: n / (n + z^2); 15 of 15 is the fewest that show 0.9 at 90% confidence
+    assert precision_bound([15], [15]) == pytest.approx(15 / (15 + 1.2816 ** 2))
+    assert precision_bound([14], [14]) < 0.9 <= precision_bound([15], [15])
+    assert precision_bound([2], [2]) == pytest.approx(2 / (2 + 1.2816 ** 2))  # 0.55, not 1.0
+    assert precision_bound([20], [21]) < 0.9  # one miss among 21 detections
 
 
-def test_unreachable_precision_takes_the_best_and_says_so():
+def test_thresholds_from_a_known_table():
+    chosen = from_hand_test(TABLE, 50, 0.9, 0.9, min_boxes=10)
+    # accept: the 20th hit, as one more (a miss) drops the bound below 0.9
+    assert chosen.accept == 0.81 and chosen.precision == 1.0
+    assert chosen.precision_bound == pytest.approx(20 / (20 + 1.2816 ** 2))
+    # uncertain: 90% of the 24 boxes the model finds at all is 21.6: the 22nd hit, at 0.59
+    assert chosen.uncertain == 0.59 and chosen.recall == pytest.approx(22 / 50)
+    assert chosen.source == "hand test, 50 boxes"
+    lower = from_hand_test(TABLE, 50, 0.8, 0.5, min_boxes=10)
+    assert lower.accept < 0.81 and lower.precision_bound >= 0.8  # a lower target, more boxes
+    assert lower.uncertain == lower.accept  # recall 0.5 x 24 boxes is within the accepted
+
+
+def test_unreachable_precision_takes_the_best_bound_and_says_so():
     table = [(0.9, False), (0.8, True), (0.7, True), (0.6, False), (0.5, False)]
     chosen = from_hand_test(table, 4, 0.9, 0.5, min_boxes=1)
     assert chosen.accept == 0.7 and chosen.precision == pytest.approx(2 / 3)
-    tie = from_hand_test([(0.9, False), (0.8, True), (0.7, False), (0.6, True)], 4, 0.9, 0.5,
-                         min_boxes=1)
-    assert tie.accept == 0.6  # equal precision at 0.8 and 0.6: the lower gives more labels
-    assert "precision 0.9 not reached" in chosen.source
+    assert "precision 0.9 not shown (best bound 0.3" in chosen.source
+    two = from_hand_test([(0.6, True), (0.39, True), (0.3, False)], 20, 0.9, 0.9, min_boxes=10)
+    assert two.accept == 0.39 and two.precision == 1.0 and two.precision_bound < 0.6
 
 
 def test_too_few_held_out_boxes_or_no_hit_gives_no_estimate():
@@ -59,15 +65,14 @@ def _settings(**changes) -> LoopSettings:
 
 
 def test_round_thresholds_use_the_hand_test_then_the_fallback_and_keep_fixed_values():
-    hand = {"score_table": TABLE, "scored_boxes": 5}
-    chosen = acceptance.round_thresholds(_settings(target_precision=0.75, target_recall=0.8,
-                                                   min_holdout_boxes=5), hand, [], 1.0)
-    assert (chosen.accept, chosen.uncertain) == (0.6, 0.3)
-    fallback = acceptance.round_thresholds(_settings(), hand, [[0.9], [0.5]], 1.0)
+    hand = {"score_table": TABLE, "scored_boxes": 50}
+    chosen = acceptance.round_thresholds(_settings(), hand, [], 1.0)
+    assert (chosen.accept, chosen.uncertain) == (0.81, 0.59)
+    few = {"score_table": TABLE, "scored_boxes": 5}
+    fallback = acceptance.round_thresholds(_settings(), few, [[0.9], [0.5]], 1.0)
     assert fallback.source.startswith("count prior") and "fewer than 10" in fallback.source
-    forced = acceptance.round_thresholds(_settings(threshold=0.5, target_recall=0.8,
-                                                   min_holdout_boxes=5), hand, [], 1.0)
-    assert (forced.accept, forced.uncertain) == (0.5, 0.3)
+    forced = acceptance.round_thresholds(_settings(threshold=0.7), hand, [], 1.0)
+    assert (forced.accept, forced.uncertain) == (0.7, 0.59)
     assert forced.source.startswith("--threshold fixed")
     both = acceptance.round_thresholds(_settings(threshold=0.5, uncertain_threshold=0.2),
                                        hand, [], 1.0)
