@@ -18,18 +18,9 @@ from auto_annotate import annotate, voc
 from auto_annotate.annotate import Options, annotate_folder
 from auto_annotate.detections import Detections
 from auto_annotate.errors import AnnotateError
-from auto_annotate.label_map import parse_label_map
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
-from tests.helpers import LABEL_MAP, RED, FakeColorDetector, draw, save
-
-LABELS = parse_label_map(LABEL_MAP)
-QUIET = {"progress": False, "model_id": "fake"}
-
-
-def make_images(folder, count, size=(40, 30)):
-    for index in range(count):
-        save(folder / f"img{index}.png", draw(size, [(RED, (index, 2, index + 10, 12))]))
-    return folder
+from tests.helpers import RED, FakeColorDetector, draw, save
+from tests.test_annotate_pipeline import LABELS, QUIET, make_images
 
 
 class BadValueDetector(FakeColorDetector):
