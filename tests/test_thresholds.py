@@ -37,13 +37,19 @@ def test_thresholds_from_a_known_table():
     assert lower.uncertain == lower.accept  # recall 0.5 x 24 boxes is within the accepted
 
 
-def test_unreachable_precision_takes_the_best_bound_and_says_so():
+def test_unreachable_precision_accepts_nothing_and_says_why():
+    from tsoda.thresholds import NOTHING
+
     table = [(0.9, False), (0.8, True), (0.7, True), (0.6, False), (0.5, False)]
     chosen = from_hand_test(table, 4, 0.9, 0.5, min_boxes=1)
-    assert chosen.accept == 0.7 and chosen.precision == pytest.approx(2 / 3)
-    assert "precision 0.9 not shown (best bound 0.3" in chosen.source
+    assert chosen.accept == NOTHING > 1.0 and chosen.uncertain == 0.8
+    assert chosen.source.endswith("precision 0.9 not shown (best 90% bound 0.32 at 0.700): "
+                                  "nothing accepted")
+    assert chosen.describe().startswith("accept none, uncertain >= 0.800")
     two = from_hand_test([(0.6, True), (0.39, True), (0.3, False)], 20, 0.9, 0.9, min_boxes=10)
-    assert two.accept == 0.39 and two.precision == 1.0 and two.precision_bound < 0.6
+    assert two.accept == NOTHING and two.precision == 1.0 and two.precision_bound < 0.6
+    decision = acceptance.decide(FOUND, [0.9, 0.6, 0.1], chosen, True)
+    assert decision.kind == "hold"  # the detections go to review as suggestions
 
 
 def test_too_few_held_out_boxes_or_no_hit_gives_no_estimate():

@@ -10,7 +10,7 @@ round chooses, from the round model's detections on hand-labelled images it did 
   precision, not the point estimate. A hand test of a dozen images holds a few dozen boxes;
   on flames (10% labels, seed 0, round 1), 2 hits of 2 detections gave an estimated
   precision of 1.00 while the labels accepted at that score were 67% right. If no score
-  reaches the target, the score with the highest bound, and the choice says so.
+  reaches the target, nothing is accepted that round, and the choice says so.
 - ``uncertain``: the highest score at which the detections find the target recall of the
   boxes the model finds at all (at the labelling floor). A weak model never finds 90% of
   the hand boxes; taking its lowest true positive made nearly every detection an ignore
@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CONFIDENCE_Z = 1.2816  # one-sided 90% normal quantile, for the precision bound
+NOTHING = 1.01  # an accept threshold above every score: nothing is accepted
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Thresholds:
         return asdict(self)
 
     def describe(self) -> str:
+        if self.accept >= NOTHING:
+            return f"accept none, uncertain >= {self.uncertain:.3f} ({self.source})"
         estimate = "" if self.precision is None else \
             f", estimated precision {self.precision:.2f} (90% bound " \
             f"{self.precision_bound:.2f}), recall {self.recall:.2f}"
@@ -103,9 +106,12 @@ def from_hand_test(table: list[tuple[float, bool]], truth_boxes: int, target_pre
 
     The accept threshold is the lowest score at which the precision of the detections at or
     above it is at least ``target_precision`` with 90% confidence (its Wilson lower bound),
-    so a handful of lucky hits on a small hand test does not pass for precision 0.9; if no
-    score gets there, the score with the highest bound. The uncertain threshold is the score
-    at which the detections find ``target_recall`` of the boxes the model finds at all.
+    so a handful of lucky hits on a small hand test does not pass for precision 0.9. If no
+    score gets there, nothing is accepted (``NOTHING``, above every score) and the choice
+    says why: on flames, accepting at the best bound instead gave labels 30-67% right. The
+    uncertain threshold is the score at which the detections find ``target_recall`` of the
+    boxes the model finds at all; with nothing accepted, the detections above it are held
+    back for review as suggestions.
     """
     if truth_boxes < min_boxes or not any(tp for _, tp in table):
         return None
@@ -114,13 +120,14 @@ def from_hand_test(table: list[tuple[float, bool]], truth_boxes: int, target_pre
     bound = np.where(hits > 0, precision_bound(hits, count), -1.0)
     reached = np.flatnonzero(bound >= target_precision)
     source = f"hand test, {truth_boxes} boxes"
-    if len(reached):
-        accept_at = reached[-1]  # scores descend: the last index is the lowest score
-    else:
-        accept_at = np.flatnonzero(bound == bound.max())[-1]
-        source += f"; precision {target_precision:g} not shown (best bound " \
-                  f"{bound[accept_at]:.2f})"
     found = np.flatnonzero(recall >= target_recall * recall[-1] - 1e-9)
+    if not len(reached):
+        best = np.flatnonzero(bound == bound.max())[-1]
+        return Thresholds(NOTHING, float(scores[found[0]]), f"{source}; precision "
+                          f"{target_precision:g} not shown (best 90% bound {bound[best]:.2f} "
+                          f"at {scores[best]:.3f}): nothing accepted",
+                          float(precision[best]), float(recall[found[0]]), float(bound[best]))
+    accept_at = reached[-1]  # scores descend: the last index is the lowest score
     uncertain_at = max(found[0], accept_at)
     return Thresholds(float(scores[accept_at]), float(scores[uncertain_at]), source,
                       float(precision[accept_at]), float(recall[uncertain_at]),
