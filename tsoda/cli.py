@@ -48,8 +48,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=_fraction,
                         help="accept detections with score >= this (default: chosen each "
-                             "round: the lowest score reaching --target_precision on the "
-                             "hand test split)")
+                             "round: the lowest score whose precision on the hand test "
+                             "split reaches --target_precision with 90%% confidence; none "
+                             "if no score does)")
     parser.add_argument("--uncertain_threshold", type=_fraction,
                         help="detections in [this, threshold) are uncertain (default: "
                              "chosen each round: the score reaching --target_recall)")
