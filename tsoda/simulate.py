@@ -152,7 +152,7 @@ class _Seed:
             try:
                 loop.run()
             except DivergedError as error:
-                atomic_write_text(marker, json.dumps({"step": error.step, "error": str(error)}))
+                _mark_diverged(self.settings.work_dir, error)
                 self.echo(f"seed {self.seed}: the loop diverged: {error}")
         return loop
 
@@ -223,8 +223,7 @@ class _Seed:
         try:
             saved_model = self._train_chain(folder, pairs, schedule)
         except DivergedError as error:
-            atomic_write_text(folder / DIVERGED, json.dumps({"step": error.step,
-                                                             "error": str(error)}))
+            _mark_diverged(folder, error)
             self.echo(f"seed {self.seed}: baseline {name} diverged: {error}")
             return {**row, "note": _diverged_note(folder)}
         result = self.score(saved_model, test_pairs)
@@ -274,6 +273,11 @@ def _effort_columns(effort: Effort) -> dict:
     return {"labelled_share": f"{effort.labelled_share:.3f}",
             "edits_per_box": f"{effort.edits_per_box:.3f}",
             "false_background": f"{effort.false_background_rate:.3f}"}
+
+
+def _mark_diverged(folder: Path, error: DivergedError) -> None:
+    atomic_write_text(Path(folder) / DIVERGED, json.dumps({"step": error.step,
+                                                           "error": str(error)}))
 
 
 def _diverged_note(folder: Path) -> str:

@@ -83,13 +83,15 @@ def score_table(detections: list[tuple[str, tuple, float]], truth) -> list[tuple
 
 
 def _curve(table: list[tuple[float, bool]], truth_boxes: int):
-    """Distinct scores (descending) with precision and recall of the detections >= each."""
+    """Distinct scores (descending) with precision, recall, hits and count of the detections
+    >= each."""
     ordered = sorted(table, key=lambda row: -row[0])
     scores = np.array([s for s, _ in ordered])
     hits = np.cumsum([tp for _, tp in ordered])
     last = np.r_[scores[1:] != scores[:-1], True]  # last index of each distinct score
     count = np.arange(1, len(scores) + 1)
-    return scores[last], (hits / count)[last], (hits / max(truth_boxes, 1))[last], hits[last]
+    return (scores[last], (hits / count)[last], (hits / max(truth_boxes, 1))[last], hits[last],
+            count[last])
 
 
 def precision_bound(hits: np.ndarray, count: np.ndarray, z: float = CONFIDENCE_Z):
@@ -115,8 +117,7 @@ def from_hand_test(table: list[tuple[float, bool]], truth_boxes: int, target_pre
     """
     if truth_boxes < min_boxes or not any(tp for _, tp in table):
         return None
-    scores, precision, recall, hits = _curve(table, truth_boxes)
-    count = np.array([sum(1 for s, _ in table if s >= score) for score in scores])
+    scores, precision, recall, hits, count = _curve(table, truth_boxes)
     bound = np.where(hits > 0, precision_bound(hits, count), -1.0)
     reached = np.flatnonzero(bound >= target_precision)
     source = f"hand test, {truth_boxes} boxes"
