@@ -56,3 +56,23 @@ def test_a_successful_export_replaces_the_previous_saved_model(tmp_path):
     assert tf.saved_model.load(str(saved_model)).signatures["serving_default"] is not None
     assert sorted(p.name for p in output.iterdir()) == [
         "label_map.pbtxt", "params.yaml", "pipeline.config", "saved_model"]
+
+
+@pytest.mark.slow
+def test_the_checkpoint_given_is_exported_not_the_latest(tmp_path):
+    import tensorflow as tf
+
+    from tsoda.experiment import build_experiment
+    from tsoda.pipeline_config import load_pipeline_config
+    from tsoda.train import build_model_and_task
+
+    label_map = tmp_path / "label_map.pbtxt"
+    label_map.write_text('item { id: 1 name: "flame" }\n')
+    config = write_tiny_config(tmp_path / "tiny.config", "unused", label_map)
+    model = build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]
+    good = tf.train.Checkpoint(model=model).write(str(tmp_path / "elsewhere" / "ckpt-7"))
+    _broken_checkpoint(tmp_path / "model")  # the latest of model_dir cannot be exported
+    with pytest.raises(TrainingError, match="export failed"):
+        export(config, tmp_path / "model", tmp_path / "out")
+    saved_model = export(config, tmp_path / "model", tmp_path / "out", checkpoint=good)
+    assert tf.saved_model.load(str(saved_model)).signatures["serving_default"] is not None

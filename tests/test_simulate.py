@@ -74,6 +74,12 @@ def _trained(trainer, kind: str) -> list[tuple[str, int, bool]]:
             for c in trainer.calls() if c["call"] == "train" and f"/{kind}-" in c["round_dir"]]
 
 
+def _warm_starts(trainer, kind: str) -> list[str]:
+    """The warm starts of the trainer's calls for one kind that were warm-started."""
+    return [c["warm_start"] for c in trainer.calls()
+            if c["call"] == "train" and f"/{kind}-" in c["round_dir"] and c["warm_start"]]
+
+
 def test_simulation_reports_rounds_and_baselines_on_the_loops_schedule(tmp_path):
     trainer = FakeTrainer(tmp_path / "calls.jsonl")
     rows = _run(tmp_path, trainer)
@@ -81,9 +87,16 @@ def test_simulation_reports_rounds_and_baselines_on_the_loops_schedule(tmp_path)
     assert [r["accepted"] for r in loop_rows] == [6, 3]  # red first, blue in round 2
     assert loop_rows[0]["label_precision"] == "1.000"  # IoU 26/30 >= 0.5: still a match
     assert [r["steps"] for r in rows] == [10, 25, 25, 25, 25]  # baselines get the total
-    # the same schedule shape: 10 steps, then 15 warm-started from them
-    assert _trained(trainer, "hand_only") == [("stage1", 10, False), ("stage2", 15, True)]
-    assert _trained(trainer, "all_labels") == [("stage1", 10, False), ("stage2", 15, True)]
+    # the same schedule shape: 10 steps, then 15 warm-started from them; first stages are
+    # trained in first_stages/, and the hand-only baseline's is the loop's first round
+    firsts = _trained(trainer, "first_stages/stage")
+    assert [first[1:] for first in firsts] == [(10, False), (10, False)]  # loop, all labels
+    assert _trained(trainer, "hand_only") == _trained(trainer, "all_labels") == \
+        [("stage2", 15, True)]
+    stages = tmp_path / "W" / "seed2" / "first_stages"
+    assert _warm_starts(trainer, "hand_only") == [_warm_starts(trainer, "loop")[0]] == \
+        [str(stages / firsts[0][0] / "model" / "ckpt")]
+    assert _warm_starts(trainer, "all_labels") == [str(stages / firsts[1][0] / "model" / "ckpt")]
     assert float(rows[-1]["test_map50"]) == pytest.approx(1.0)  # the fake finds every patch
     report = (tmp_path / "W" / "report" / "simulate.md").read_text()
     assert "| baseline hand_only | 1/1 | 25 |" in report
@@ -134,6 +147,18 @@ def test_baselines_are_cached_and_reused_by_runs_with_other_loop_settings(tmp_pa
     assert len(list((tmp_path / "W" / "seed2").glob("loop-*"))) == 2  # one per setting
     assert [r["accepted"] for r in rows if r["run"] == "loop round 1"] == [6]
     assert next(r for r in rows if r["run"] == "baseline hand_only")["test_map50"] == "1.0000"
+
+
+def test_every_setting_starts_from_one_shared_first_round(tmp_path):
+    trainer = FakeTrainer(tmp_path / "calls.jsonl")
+    _run(tmp_path, trainer)
+    _run(tmp_path, trainer, _settings(tmp_path / "W", uncertain_threshold=0.2))
+    assert len(_trained(trainer, "first_stages/stage")) == 2  # loop (both settings), all
+    first = _warm_starts(trainer, "loop")
+    assert len(first) == 2 and first[0] == first[1]
+    assert len(list((tmp_path / "W" / "seed2").glob("loop-*"))) == 2
+    _run(tmp_path, trainer, seeds=(3,))  # other hand images: other first stages
+    assert len(_trained(trainer, "first_stages/stage")) == 4
 
 
 def test_seeds_repeat_everything_and_the_summary_gives_mean_and_sd(tmp_path):

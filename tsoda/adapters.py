@@ -71,7 +71,7 @@ class ModelGardenTrainer:
         from tsoda.export import export
 
         return export(Path(round_dir) / "pipeline.config", Path(round_dir) / "model",
-                      Path(round_dir) / "export")
+                      Path(round_dir) / "export", checkpoint=checkpoint)
 
 
 def _learning_rate(optimizer):

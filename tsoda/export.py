@@ -72,8 +72,10 @@ NMS_VERSIONS = ("batched", "v2", "v1")
 
 
 def export(pipeline_config_path: str | Path, model_dir: str | Path,
-           output_dir: str | Path, nms_version: str = "batched") -> Path:
-    """Exports the latest checkpoint of ``model_dir`` to ``output_dir/saved_model``.
+           output_dir: str | Path, nms_version: str = "batched",
+           checkpoint: str | None = None) -> Path:
+    """Exports ``checkpoint`` (default: the latest of ``model_dir``) to
+    ``output_dir/saved_model``.
 
     ``nms_version`` is Model Garden's NMS implementation in the exported graph. "batched"
     (the default) gives the same detections as Model Garden's own default "v2" and ran the
@@ -97,7 +99,7 @@ def export(pipeline_config_path: str | Path, model_dir: str | Path,
         raise ValueError(f"nms_version must be one of {', '.join(NMS_VERSIONS)}, "
                          f"got {nms_version!r}")
     experiment.task.model.detection_generator.nms_version = nms_version
-    checkpoint = latest_checkpoint(model_dir)
+    checkpoint = checkpoint or latest_checkpoint(model_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".export-"))

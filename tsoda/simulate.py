@@ -12,7 +12,9 @@ round's review queue, and a "person alone" baseline gets as many randomly chosen
 Work dir layout: ``seed<S>/split`` (links into the dataset), ``seed<S>/loop-<key>`` (one
 loop per loop setting, so runs with other settings share the rest) and
 ``seed<S>/baselines/<name>-<key>`` (cached: reused by every later run with the same
-config, schedule, images and seed). A training that diverges is recorded in its folder
+config, schedule, images and seed), ``seed<S>/first_stages`` (the training that the loop's
+first round and the hand-only baseline's first stage share under every setting: see
+tsoda/shared_stages.py). A training that diverges is recorded in its folder
 (``diverged.json``) and reported as such; the rest of the experiment goes on. Delete that
 file to try the training again. The user's folders are only read.
 """
@@ -35,6 +37,7 @@ from tsoda.errors import DivergedError
 from tsoda.label_effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
 from tsoda.loop import LoopSettings, TsodaLoop, split_ids
 from tsoda.report import markdown_table, review_queue, to_csv
+from tsoda.shared_stages import SharedFirstStage, trainer_fingerprint
 
 DIVERGED = "diverged.json"
 NUMERIC = ("test_map50", "test_map50_95", "label_precision", "label_recall",
@@ -106,25 +109,20 @@ def _check_split(folder: Path, simulation: Simulation, seed: int) -> None:
     atomic_write_text(record, json.dumps(made))
 
 
-def _fingerprint(trainer) -> str:
-    """What identifies the trainer's models besides data and steps (its config)."""
-    fingerprint = getattr(trainer, "fingerprint", None)
-    return fingerprint() if callable(fingerprint) else type(trainer).__name__
-
-
 class _Seed:
     """One seed's comparison: the loop, its label effort, and the baselines."""
 
     def __init__(self, settings: LoopSettings, simulation: Simulation, seed: int, parts):
         self.simulation, self.seed = simulation, seed
-        self.trainer, self.detector_factory, self.label_map, self.evaluate, self.echo = parts
+        trainer, self.detector_factory, self.label_map, self.evaluate, self.echo = parts
         self.folder = Path(settings.work_dir).resolve() / f"seed{seed}"
+        self.trainer = SharedFirstStage(trainer, self.folder / "first_stages", self.echo)
         _check_split(self.folder / "split", simulation, seed)
         labeled, unlabeled = make_split(simulation.dataset_dir, self.folder / "split",
                                         simulation.labeled_fraction, seed)
         loop_settings = replace(settings, labeled_dir=labeled, unlabeled_dir=unlabeled, seed=seed)
         key = _key(_setting(loop_settings), simulation.review_budget,
-                   _fingerprint(self.trainer))
+                   trainer_fingerprint(self.trainer))
         self.settings = replace(loop_settings, work_dir=self.folder / f"loop-{key}")
 
     def truth(self, image_id: str) -> voc.VocAnnotation:
@@ -212,7 +210,7 @@ class _Seed:
     def baseline(self, name: str, pairs, schedule: list[int], test_pairs) -> dict:
         images = sorted(str(image) for image, _ in pairs)
         folder = self.folder / "baselines" / \
-            f"{name}-{_key(_fingerprint(self.trainer), schedule, images, self.seed)}"
+            f"{name}-{_key(trainer_fingerprint(self.trainer), schedule, images, self.seed)}"
         row = {"seed": self.seed, "run": f"baseline {name}", "steps": sum(schedule),
                "accepted": len(pairs), "reviewed": "", "note": ""}
         scored = folder / f"result-{_key([str(p) for p, _ in test_pairs])}.json"
@@ -339,7 +337,7 @@ def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_f
     setting = {k: str(v) for k, v in settings.__dict__.items()
                if k not in ("labeled_dir", "unlabeled_dir", "work_dir", "seed")}
     setting.update(review_budget=simulation.review_budget, seeds=list(simulation.seeds))
-    for folder in (report, report / f"setting-{_key(setting, _fingerprint(trainer))}"):
+    for folder in (report, report / f"setting-{_key(setting, trainer_fingerprint(trainer))}"):
         _write_table(rows, folder / "simulate_runs")  # latest run; and one per setting
         _write_table(summary, folder / "simulate")
         atomic_write_text(folder / "setting.json", json.dumps(setting, indent=2) + "\n")

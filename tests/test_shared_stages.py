@@ -1,0 +1,75 @@
+"""SharedFirstStage: a first stage on the same examples is trained once; the rest passes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+
+from tsoda.shared_stages import SharedFirstStage, records_digest
+
+
+class ConfigTrainer:
+    """Writes a pipeline.config and a checkpoint marker per training; logs its calls."""
+
+    initial_checkpoint = "init/ckpt"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def fingerprint(self) -> str:
+        return "config-a"
+
+    def train(self, round_dir, records, steps, warm_start, pseudo=None):
+        self.calls.append((Path(round_dir).name, steps, warm_start, pseudo))
+        Path(round_dir).mkdir(parents=True, exist_ok=True)
+        (Path(round_dir) / "pipeline.config").write_text(f"num_steps: {steps}\n")
+        return str(Path(round_dir) / "model" / "ckpt")
+
+    def export(self, round_dir, checkpoint):
+        return Path(round_dir) / "export" / checkpoint
+
+
+def _write(folder: Path, shards: list[list[bytes]]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, records in enumerate(shards):
+        with tf.io.TFRecordWriter(str(folder / f"train.record-{index}")) as writer:
+            for record in records:
+                writer.write(record)
+    return str(folder / "train.record*")
+
+
+def test_the_digest_ignores_order_and_sharding_but_not_content(tmp_path):
+    a = _write(tmp_path / "a", [[b"x", b"y"], [b"z"]])
+    b = _write(tmp_path / "b", [[b"z", b"x", b"y"]])
+    c = _write(tmp_path / "c", [[b"z", b"x", b"w"]])
+    assert records_digest(a) == records_digest(b) != records_digest(c)
+
+
+def test_a_first_stage_trains_once_and_its_config_goes_beside_each_round(tmp_path):
+    inner = ConfigTrainer()
+    shared = SharedFirstStage(inner, tmp_path / "stages", echo=lambda line: None)
+    one = shared.train(tmp_path / "loopA" / "01", _write(tmp_path / "r1", [[b"x", b"y"]]),
+                       10, "init/ckpt")
+    two = shared.train(tmp_path / "loopB" / "01", _write(tmp_path / "r2", [[b"y"], [b"x"]]),
+                       10, "init/ckpt")
+    assert one == two and len(inner.calls) == 1
+    assert Path(one).parent.parent.parent == tmp_path / "stages"
+    assert (tmp_path / "loopB" / "01" / "pipeline.config").read_text() == "num_steps: 10\n"
+    assert json.loads((Path(one).parent.parent / "stage.json").read_text()) == \
+        {"checkpoint": one}
+    shared.train(tmp_path / "loopC" / "01", _write(tmp_path / "r3", [[b"x", b"y"]]), 20,
+                 "init/ckpt")  # other steps: another stage
+    assert len(inner.calls) == 2 and shared.fingerprint() == "config-a"
+
+
+def test_later_rounds_and_pseudo_streams_train_as_usual(tmp_path):
+    inner = ConfigTrainer()
+    shared = SharedFirstStage(inner, tmp_path / "stages", echo=lambda line: None)
+    records = _write(tmp_path / "r", [[b"x"]])
+    for _ in range(2):
+        shared.train(tmp_path / "02", records, 10, "round1/ckpt")
+        shared.train(tmp_path / "01", records, 10, "init/ckpt", pseudo="stream")
+    assert [call[0] for call in inner.calls] == ["02", "01", "02", "01"]
+    assert shared.export(tmp_path / "02", "c") == tmp_path / "02" / "export" / "c"
