@@ -2,9 +2,14 @@
 
 The ``serving_default`` signature is inspected once, before the first image, and the
 runner adapts to what it finds: uint8 or float32 image input (float gets values 0-255),
-a dynamic or fixed spatial size (images are resized to a fixed size; normalized boxes
-need no mapping back), batch 1 only, a dynamic batch, or a fixed batch (padded), and
-encoded-string input (the upright image is sent as PNG).
+a dynamic or fixed spatial size (images are letterboxed into a fixed size the way Model
+Garden's parser does it, auto_annotate/letterbox.py, and boxes mapped back), batch 1
+only, a dynamic batch, or a fixed batch (padded), and encoded-string input (the upright
+image is sent as PNG).
+
+:func:`load_detector` picks the runner for a model path: this one for a SavedModel
+folder, :class:`auto_annotate.litert.TFLiteDetector` for a ``.tflite`` file. TensorFlow is
+imported only when a SavedModel is loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from PIL import Image
 from auto_annotate import boxes as box_ops
 from auto_annotate.detections import Detections
 from auto_annotate.errors import ModelError, error_line
+from auto_annotate.letterbox import Letterbox, letterbox_image
 
 LOG = logging.getLogger(__name__)
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
@@ -146,15 +152,15 @@ class SavedModelDetector:
         """Fixed-size models batch any images; others batch images of equal size only."""
         return None if self.spec.size_hw is not None else tuple(image_hw)
 
-    def _prepare(self, image: np.ndarray):
+    def _prepare(self, image: np.ndarray) -> tuple[object, Letterbox | None]:
+        """The model's input for one image, and its letterbox for a fixed-size input."""
         if self.spec.dtype == "string":
             buffer = io.BytesIO()
             Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-            return buffer.getvalue()
-        if self.spec.size_hw is not None and image.shape[:2] != self.spec.size_hw:
-            height, width = self.spec.size_hw
-            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-        return image.astype(np.float32) if self.spec.dtype == "float32" else image
+            return buffer.getvalue(), None
+        if self.spec.size_hw is not None:
+            return letterbox_image(image, self.spec.size_hw, self.spec.dtype)
+        return (image.astype(np.float32) if self.spec.dtype == "float32" else image), None
 
     def _run(self, prepared: list) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -183,21 +189,29 @@ class SavedModelDetector:
         for indices in groups.values():
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start:start + self.max_batch]
-                outputs = self._run([self._prepare(images[i]) for i in chunk])
-                for row, index in enumerate(chunk):
-                    results[index] = outputs_to_detections(outputs, row, images[index].shape[:2])
+                prepared = [self._prepare(images[i]) for i in chunk]
+                outputs = self._run([model_input for model_input, _ in prepared])
+                for row, (index, (_, letterbox)) in enumerate(zip(chunk, prepared, strict=True)):
+                    results[index] = outputs_to_detections(outputs, row, images[index].shape[:2],
+                                                           letterbox)
         return results
 
 
 def outputs_to_detections(outputs: dict[str, np.ndarray], row: int,
-                          image_hw: tuple[int, int]) -> Detections:
-    """Row ``row`` of the model outputs as Detections in the pixel frame of ``image_hw``."""
+                          image_hw: tuple[int, int],
+                          letterbox: Letterbox | None = None) -> Detections:
+    """Row ``row`` of the model outputs as Detections in the pixel frame of ``image_hw``.
+
+    Every output is cut to ``num_detections`` when the model has it. Boxes are normalized
+    yxyx relative to the image, or, with ``letterbox``, relative to the letterboxed input.
+    """
     boxes = outputs["detection_boxes"][row].reshape(-1, 4)
     scores = outputs["detection_scores"][row].reshape(-1)
     classes = outputs["detection_classes"][row].reshape(-1)
     count = len(scores)
     if "num_detections" in outputs:
         count = min(count, int(np.asarray(outputs["num_detections"][row]).reshape(-1)[0]))
-    return Detections(
-        box_ops.normalized_yxyx_to_pixel_xyxy(boxes[:count], image_hw),
-        scores[:count], np.rint(classes[:count]).astype(np.int64))
+    count = max(count, 0)
+    pixels = box_ops.normalized_yxyx_to_pixel_xyxy(boxes[:count], image_hw) \
+        if letterbox is None else letterbox.to_image(boxes[:count])
+    return Detections(pixels, scores[:count], np.rint(classes[:count]).astype(np.int64))
