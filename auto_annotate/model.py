@@ -44,21 +44,29 @@ def model_fingerprint(path: str | Path) -> str:
     """Identifies a model by its content, so a model exported into the same folder is new.
 
     A SavedModel folder is identified by ``saved_model.pb`` and ``variables/variables.index``
-    (the index holds a checksum of every variable); any other path by the file's bytes.
+    (the index holds a checksum of every variable); a file (a ``.tflite`` model) by its
+    bytes alone, so a renamed or moved copy keeps its identity (the digest is the file's
+    ``sha256sum``).
 
     Returns:
         ``"sha256:"`` and the hex digest.
     """
     path = Path(path)
-    files = [path / name for name in _FINGERPRINT_FILES] if path.is_dir() else [path]
     digest = hashlib.sha256()
-    for file in files:
+    if not path.is_dir():
+        _hash_file(digest, path)
+        return "sha256:" + digest.hexdigest()
+    for file in (path / name for name in _FINGERPRINT_FILES):
         digest.update(file.name.encode("utf-8") + b"\0")
         if file.is_file():
-            with file.open("rb") as stream:
-                for chunk in iter(lambda s=stream: s.read(1 << 20), b""):
-                    digest.update(chunk)
+            _hash_file(digest, file)
     return "sha256:" + digest.hexdigest()
+
+
+def _hash_file(digest, file: Path) -> None:
+    with file.open("rb") as stream:
+        for chunk in iter(lambda s=stream: s.read(1 << 20), b""):
+            digest.update(chunk)
 
 
 class Detector(Protocol):
@@ -215,3 +223,42 @@ def outputs_to_detections(outputs: dict[str, np.ndarray], row: int,
     pixels = box_ops.normalized_yxyx_to_pixel_xyxy(boxes[:count], image_hw) \
         if letterbox is None else letterbox.to_image(boxes[:count])
     return Detections(pixels, scores[:count], np.rint(classes[:count]).astype(np.int64))
+
+
+MODEL_KINDS = "a SavedModel folder (with saved_model.pb) or a .tflite file"
+
+
+def model_kind(path: str | Path) -> str:
+    """``"saved_model"`` for a folder holding ``saved_model.pb``, ``"tflite"`` for a
+    ``.tflite`` file; ModelError naming the path for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "saved_model"
+        raise ModelError(path, f"folder without saved_model.pb; expected {MODEL_KINDS}")
+    if not path.exists():
+        raise ModelError(path, f"model does not exist; expected {MODEL_KINDS}")
+    if path.suffix.lower() == ".tflite":
+        return "tflite"
+    hint = " (give its folder)" if path.name == "saved_model.pb" else ""
+    raise ModelError(path, f"not a model{hint}; expected {MODEL_KINDS}")
+
+
+def load_detector(path: str | Path, batch_size: int = 1) -> Detector:
+    """The detector for a model path: a SavedModel folder or a ``.tflite`` file.
+
+    Args:
+        path: a folder holding ``saved_model.pb`` (run with TensorFlow) or a ``.tflite``
+            file (run with LiteRT, without TensorFlow).
+        batch_size: images per model call where the model takes batches; a ``.tflite``
+            model runs them one by one.
+
+    Raises:
+        ModelError: the path is neither, or the model cannot be loaded or used; raised
+            before any image.
+    """
+    if model_kind(path) == "tflite":
+        from auto_annotate.litert import TFLiteDetector
+
+        return TFLiteDetector(path, batch_size)
+    return SavedModelDetector(path, batch_size)
