@@ -91,9 +91,12 @@ class _PlainRunner:
 
     def __init__(self, interpreter, inputs: dict, outputs: dict) -> None:
         self._interpreter, self._inputs, self._outputs = interpreter, inputs, outputs
-        interpreter.allocate_tensors()
+        self._allocated = False
 
     def __call__(self, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+        if not self._allocated:  # on the first call, so its errors are the run's errors
+            self._interpreter.allocate_tensors()
+            self._allocated = True
         for name, array in arrays.items():
             self._interpreter.set_tensor(self._inputs[name]["index"], array)
         self._interpreter.invoke()

@@ -1,6 +1,8 @@
-"""Test helpers: images with coloured rectangles, and tiny SavedModels that find them.
+"""Test helpers: images with coloured rectangles, and tiny SavedModels and ``.tflite``
+models that find them.
 
-The colour models follow the Object Detection API export contract. They find the bounding
+The colour models follow the Object Detection API export contract (the ``.tflite`` ones
+the contract in auto_annotate/litert.py, with a fixed input). They find the bounding
 box of strongly red, blue and green pixels, so the right answer is known from the image:
 red -> class 1 (score 0.9), blue -> class 2 (score exactly float32(0.7)), green -> class 7
 (score 0.95; id 7 is deliberately absent from the test label map).
