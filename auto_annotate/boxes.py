@@ -4,6 +4,9 @@ Conventions:
     * pixel xyxy: absolute ``xmin, ymin, xmax, ymax``, 0-based continuous coordinates.
     * normalized yxyx: ``ymin, xmin, ymax, xmax`` divided by the image height/width
       (what Object Detection API SavedModels return).
+    * letterboxed normalized yxyx: normalized yxyx relative to a fixed model input that
+      holds the image scaled to ``scaled_hw`` at its top-left corner, the rest padding
+      (auto_annotate/letterbox.py).
     * ``image_hw`` is always ``(height, width)``.
     * EXIF orientation: the values 1-8 of tag 0x0112. The *stored* frame is the pixels as
       saved in the file; the *upright* frame is the image after applying the orientation.
@@ -51,6 +54,40 @@ def pixel_xyxy_to_normalized_yxyx(boxes: np.ndarray, image_hw: tuple[int, int]) 
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     return np.stack([boxes[:, 1] / height, boxes[:, 0] / width,
                      boxes[:, 3] / height, boxes[:, 2] / width], axis=1).astype(np.float32)
+
+
+def letterboxed_yxyx_to_pixel_xyxy(boxes: np.ndarray, input_hw: tuple[int, int],
+                                   scaled_hw: tuple[int, int],
+                                   image_hw: tuple[int, int]) -> np.ndarray:
+    """Converts letterboxed normalized yxyx to pixel xyxy of the original image, clipped.
+
+    The boxes are put in the model input's pixels, divided by the per-axis scale
+    ``scaled_hw / image_hw`` (Model Garden's ``image_scale``, which its own export divides
+    by), and clipped to the image: a box reaching into the padding ends at the image edge.
+
+    Args:
+        boxes: (N, 4) normalized yxyx relative to the whole model input.
+        input_hw: (height, width) of the model input.
+        scaled_hw: (height, width) the image was resized to inside the input.
+        image_hw: (height, width) of the original image.
+
+    Returns:
+        A new float32 (N, 4) array of pixel xyxy in the original image.
+    """
+    (scaled_h, scaled_w), (height, width) = scaled_hw, image_hw
+    pixels = normalized_yxyx_to_pixel_xyxy(boxes, input_hw).astype(np.float64)
+    pixels *= [width / scaled_w, height / scaled_h, width / scaled_w, height / scaled_h]
+    return clip_xyxy(pixels, image_hw)
+
+
+def pixel_xyxy_to_letterboxed_yxyx(boxes: np.ndarray, input_hw: tuple[int, int],
+                                   scaled_hw: tuple[int, int],
+                                   image_hw: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`letterboxed_yxyx_to_pixel_xyxy` for boxes inside the image."""
+    (scaled_h, scaled_w), (height, width) = scaled_hw, image_hw
+    pixels = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    pixels = pixels * [scaled_w / width, scaled_h / height, scaled_w / width, scaled_h / height]
+    return pixel_xyxy_to_normalized_yxyx(pixels, input_hw)
 
 
 def clip_xyxy(boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:

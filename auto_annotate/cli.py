@@ -32,13 +32,21 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_model_path(parser: argparse.ArgumentParser) -> None:
+    """``--model_path`` and its former name ``--saved_model_path``: exactly one is required."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--model_path",
+                       help="SavedModel folder (Object Detection API export contract) or "
+                            ".tflite file (needs the litert extra; letterboxed input)")
+    group.add_argument("--saved_model_path", help="the former name of --model_path")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m auto_annotate",
-        description="Label a folder of images with a detection SavedModel, writing one "
-                    "LabelImg-ready Pascal VOC XML per image.")
-    parser.add_argument("--saved_model_path", required=True,
-                        help="SavedModel folder (Object Detection API export contract)")
+        description="Label a folder of images with a detection model (SavedModel or "
+                    ".tflite), writing one LabelImg-ready Pascal VOC XML per image.")
+    add_model_path(parser)
     parser.add_argument("--label_map_path", required=True, help="label_map.pbtxt")
     parser.add_argument("--imgs_path", required=True, help="folder of images to label")
     parser.add_argument("--xml_path", help="output folder for XML (default: the image folder)")
@@ -67,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     from auto_annotate.api import AutoAnnotate
 
     try:
-        job = AutoAnnotate(args.saved_model_path, args.label_map_path, args.imgs_path,
-                           args.xml_path, threshold=args.threshold, batch_size=args.batch_size,
+        job = AutoAnnotate(args.model_path or args.saved_model_path, args.label_map_path,
+                           args.imgs_path, args.xml_path, threshold=args.threshold,
+                           batch_size=args.batch_size,
                            recursive=args.recursive, overwrite=args.overwrite,
                            write_empty=args.write_empty, progress=not args.quiet,
                            tta=args.tta)

@@ -35,7 +35,7 @@ class ImageError(AnnotateError):
 
 
 class ModelError(AnnotateError):
-    """A SavedModel cannot be loaded or its signature cannot be used."""
+    """A model (SavedModel folder or .tflite file) cannot be loaded or used."""
 
 
 def error_line(error: BaseException) -> str:

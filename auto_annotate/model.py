@@ -2,9 +2,14 @@
 
 The ``serving_default`` signature is inspected once, before the first image, and the
 runner adapts to what it finds: uint8 or float32 image input (float gets values 0-255),
-a dynamic or fixed spatial size (images are resized to a fixed size; normalized boxes
-need no mapping back), batch 1 only, a dynamic batch, or a fixed batch (padded), and
-encoded-string input (the upright image is sent as PNG).
+a dynamic or fixed spatial size (images are letterboxed into a fixed size the way Model
+Garden's parser does it, auto_annotate/letterbox.py, and boxes mapped back), batch 1
+only, a dynamic batch, or a fixed batch (padded), and encoded-string input (the upright
+image is sent as PNG).
+
+:func:`load_detector` picks the runner for a model path: this one for a SavedModel
+folder, :class:`auto_annotate.litert.TFLiteDetector` for a ``.tflite`` file. TensorFlow is
+imported only when a SavedModel is loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from PIL import Image
 from auto_annotate import boxes as box_ops
 from auto_annotate.detections import Detections
 from auto_annotate.errors import ModelError, error_line
+from auto_annotate.letterbox import Letterbox, letterbox_image
 
 LOG = logging.getLogger(__name__)
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
@@ -38,21 +44,29 @@ def model_fingerprint(path: str | Path) -> str:
     """Identifies a model by its content, so a model exported into the same folder is new.
 
     A SavedModel folder is identified by ``saved_model.pb`` and ``variables/variables.index``
-    (the index holds a checksum of every variable); any other path by the file's bytes.
+    (the index holds a checksum of every variable); a file (a ``.tflite`` model) by its
+    bytes alone, so a renamed or moved copy keeps its identity (the digest is the file's
+    ``sha256sum``).
 
     Returns:
         ``"sha256:"`` and the hex digest.
     """
     path = Path(path)
-    files = [path / name for name in _FINGERPRINT_FILES] if path.is_dir() else [path]
     digest = hashlib.sha256()
-    for file in files:
+    if not path.is_dir():
+        _hash_file(digest, path)
+        return "sha256:" + digest.hexdigest()
+    for file in (path / name for name in _FINGERPRINT_FILES):
         digest.update(file.name.encode("utf-8") + b"\0")
         if file.is_file():
-            with file.open("rb") as stream:
-                for chunk in iter(lambda s=stream: s.read(1 << 20), b""):
-                    digest.update(chunk)
+            _hash_file(digest, file)
     return "sha256:" + digest.hexdigest()
+
+
+def _hash_file(digest, file: Path) -> None:
+    with file.open("rb") as stream:
+        for chunk in iter(lambda s=stream: s.read(1 << 20), b""):
+            digest.update(chunk)
 
 
 class Detector(Protocol):
@@ -146,15 +160,15 @@ class SavedModelDetector:
         """Fixed-size models batch any images; others batch images of equal size only."""
         return None if self.spec.size_hw is not None else tuple(image_hw)
 
-    def _prepare(self, image: np.ndarray):
+    def _prepare(self, image: np.ndarray) -> tuple[object, Letterbox | None]:
+        """The model's input for one image, and its letterbox for a fixed-size input."""
         if self.spec.dtype == "string":
             buffer = io.BytesIO()
             Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-            return buffer.getvalue()
-        if self.spec.size_hw is not None and image.shape[:2] != self.spec.size_hw:
-            height, width = self.spec.size_hw
-            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-        return image.astype(np.float32) if self.spec.dtype == "float32" else image
+            return buffer.getvalue(), None
+        if self.spec.size_hw is not None:
+            return letterbox_image(image, self.spec.size_hw, self.spec.dtype)
+        return (image.astype(np.float32) if self.spec.dtype == "float32" else image), None
 
     def _run(self, prepared: list) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -183,21 +197,68 @@ class SavedModelDetector:
         for indices in groups.values():
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start:start + self.max_batch]
-                outputs = self._run([self._prepare(images[i]) for i in chunk])
-                for row, index in enumerate(chunk):
-                    results[index] = outputs_to_detections(outputs, row, images[index].shape[:2])
+                prepared = [self._prepare(images[i]) for i in chunk]
+                outputs = self._run([model_input for model_input, _ in prepared])
+                for row, (index, (_, letterbox)) in enumerate(zip(chunk, prepared, strict=True)):
+                    results[index] = outputs_to_detections(outputs, row, images[index].shape[:2],
+                                                           letterbox)
         return results
 
 
 def outputs_to_detections(outputs: dict[str, np.ndarray], row: int,
-                          image_hw: tuple[int, int]) -> Detections:
-    """Row ``row`` of the model outputs as Detections in the pixel frame of ``image_hw``."""
+                          image_hw: tuple[int, int],
+                          letterbox: Letterbox | None = None) -> Detections:
+    """Row ``row`` of the model outputs as Detections in the pixel frame of ``image_hw``.
+
+    Every output is cut to ``num_detections`` when the model has it. Boxes are normalized
+    yxyx relative to the image, or, with ``letterbox``, relative to the letterboxed input.
+    """
     boxes = outputs["detection_boxes"][row].reshape(-1, 4)
     scores = outputs["detection_scores"][row].reshape(-1)
     classes = outputs["detection_classes"][row].reshape(-1)
     count = len(scores)
     if "num_detections" in outputs:
         count = min(count, int(np.asarray(outputs["num_detections"][row]).reshape(-1)[0]))
-    return Detections(
-        box_ops.normalized_yxyx_to_pixel_xyxy(boxes[:count], image_hw),
-        scores[:count], np.rint(classes[:count]).astype(np.int64))
+    count = max(count, 0)
+    pixels = box_ops.normalized_yxyx_to_pixel_xyxy(boxes[:count], image_hw) \
+        if letterbox is None else letterbox.to_image(boxes[:count])
+    return Detections(pixels, scores[:count], np.rint(classes[:count]).astype(np.int64))
+
+
+MODEL_KINDS = "a SavedModel folder (with saved_model.pb) or a .tflite file"
+
+
+def model_kind(path: str | Path) -> str:
+    """``"saved_model"`` for a folder holding ``saved_model.pb``, ``"tflite"`` for a
+    ``.tflite`` file; ModelError naming the path for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "saved_model"
+        raise ModelError(path, f"folder without saved_model.pb; expected {MODEL_KINDS}")
+    if not path.exists():
+        raise ModelError(path, f"model does not exist; expected {MODEL_KINDS}")
+    if path.suffix.lower() == ".tflite":
+        return "tflite"
+    hint = " (give its folder)" if path.name == "saved_model.pb" else ""
+    raise ModelError(path, f"not a model{hint}; expected {MODEL_KINDS}")
+
+
+def load_detector(path: str | Path, batch_size: int = 1) -> Detector:
+    """The detector for a model path: a SavedModel folder or a ``.tflite`` file.
+
+    Args:
+        path: a folder holding ``saved_model.pb`` (run with TensorFlow) or a ``.tflite``
+            file (run with LiteRT, without TensorFlow).
+        batch_size: images per model call where the model takes batches; a ``.tflite``
+            model runs them one by one.
+
+    Raises:
+        ModelError: the path is neither, or the model cannot be loaded or used; raised
+            before any image.
+    """
+    if model_kind(path) == "tflite":
+        from auto_annotate.litert import TFLiteDetector
+
+        return TFLiteDetector(path, batch_size)
+    return SavedModelDetector(path, batch_size)

@@ -1,6 +1,8 @@
-"""Test helpers: images with coloured rectangles, and tiny SavedModels that find them.
+"""Test helpers: images with coloured rectangles, and tiny SavedModels and ``.tflite``
+models that find them.
 
-The colour models follow the Object Detection API export contract. They find the bounding
+The colour models follow the Object Detection API export contract (the ``.tflite`` ones
+the contract in auto_annotate/litert.py, with a fixed input). They find the bounding
 box of strongly red, blue and green pixels, so the right answer is known from the image:
 red -> class 1 (score 0.9), blue -> class 2 (score exactly float32(0.7)), green -> class 7
 (score 0.95; id 7 is deliberately absent from the test label map).
@@ -121,6 +123,101 @@ def build_color_model(export_dir: Path, dtype: str = "uint8", batch: int | None 
     tf.saved_model.save(module, str(export_dir),
                         signatures={signature: module.detect.get_concrete_function()})
     return export_dir
+
+
+def build_color_tflite(path: Path, size_hw: tuple[int, int] | None = (64, 96),
+                       dtype: str = "float32", batch: int | None = 1,
+                       outputs: tuple[str, ...] | None = None, rank: int = 4,
+                       signature: bool = True) -> Path:
+    """Converts the colour model into a ``.tflite`` file with the contract's fixed input.
+
+    The model finds the colour patches in its (letterboxed) input, so the boxes it returns
+    are right only if letterboxing and the mapping back are.
+
+    Args:
+        size_hw: the input's fixed (height, width), or None for a free size (unusable).
+        dtype: "float32", "uint8", or an unusable one ("int32").
+        batch: the declared batch: 1, or None for a free one.
+        outputs: output names to keep (default: all four of the contract).
+        rank: 4 (``[batch, H, W, 3]``) or 3 (``[H, W, 3]``, unusable).
+        signature: False converts a TF1 graph, which gives a model without signatures
+            (its tensors carry the output names).
+    """
+    import tensorflow as tf
+
+    keep = outputs or ("detection_boxes", "detection_scores", "detection_classes",
+                       "num_detections")
+    height, width = size_hw or (None, None)
+    shape = [batch, height, width, 3] if rank == 4 else [height, width, 3]
+
+    def detect(images):
+        boxes, scores, classes, count = _color_boxes(images[0] if rank == 4 else images)
+        named = {"detection_boxes": boxes[None], "detection_scores": scores[None],
+                 "detection_classes": classes[None], "num_detections": count[None]}
+        return {key: tf.identity(value, name=key) for key, value in named.items()
+                if key in keep}
+
+    if signature:
+        module = tf.Module()
+        module.detect = tf.function(detect, input_signature=[
+            tf.TensorSpec(shape, getattr(tf, dtype), name="images")])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [module.detect.get_concrete_function()], module)
+        data = converter.convert()
+    else:
+        with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+            images = tf.compat.v1.placeholder(getattr(tf, dtype), shape, name="images")
+            data = tf.compat.v1.lite.TFLiteConverter.from_session(
+                session, [images], list(detect(images).values())).convert()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+# The classic SSD .tflite post-processing op: TF's converter turns a function that declares
+# it "implements" TFLite_Detection_PostProcess into that op.
+_POSTPROCESS_ATTRS = (("max_detections", "i", 2), ("max_classes_per_detection", "i", 1),
+                      ("detections_per_class", "i", 2), ("use_regular_nms", "b", "false"),
+                      ("nms_score_threshold", "f", 0.0), ("nms_iou_threshold", "f", 0.5),
+                      ("num_classes", "i", 2), ("y_scale", "f", 1.0), ("x_scale", "f", 1.0),
+                      ("h_scale", "f", 1.0), ("w_scale", "f", 1.0))
+# Anchors (y centre, x centre, height, width), normalized to the model input; with zero box
+# encodings they are the boxes: anchor 0 is yxyx (0, 0, 0.5, 0.5), anchor 1 (0.5, 0.5, 1, 1).
+POSTPROCESS_ANCHORS = ((0.25, 0.25, 0.5, 0.5), (0.75, 0.75, 0.5, 0.5))
+
+
+def build_postprocess_tflite(path: Path, size_hw: tuple[int, int] = (64, 96)) -> Path:
+    """A ``.tflite`` ending in a TFLite_Detection_PostProcess op, outputs named output_0-3.
+
+    Anchor 0 gets class index 1 (label-map id 2) with score 0.8 when the input's mean is
+    bright (above 127), else class index 0 (id 1) with 0.6; anchor 1 always scores 0.3 for
+    class index 0. So the op returns two detections: a box, classes, scores and a count.
+    """
+    import tensorflow as tf
+
+    implements = " ".join(['name: "TFLite_Detection_PostProcess"'] + [
+        f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}'
+        for key, kind, value in _POSTPROCESS_ATTRS])
+
+    @tf.function(experimental_implements=implements)
+    def postprocess(box_encodings, class_predictions, anchors):
+        return tf.constant(0.0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+
+    def detect(images):
+        bright = tf.cast(tf.reduce_mean(images) > 127.0, tf.float32)
+        first = tf.stack([0.0, 0.6 * (1 - bright), 0.8 * bright])  # background, id 1, id 2
+        scores = tf.stack([first, tf.constant([0.0, 0.3, 0.0])])[None]
+        return postprocess(tf.zeros([1, 2, 4]), scores, tf.constant(POSTPROCESS_ANCHORS))
+
+    module = tf.Module()
+    module.detect = tf.function(detect, input_signature=[
+        tf.TensorSpec([1, *size_hw, 3], tf.float32, name="images")])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.detect.get_concrete_function()], module)
+    converter.allow_custom_ops = True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(converter.convert())
+    return path
 
 
 class FakeColorDetector:

@@ -160,7 +160,8 @@ def test_python_api_checks_arguments_before_loading_the_model(models, label_map_
         AutoAnnotate(models["dynamic"], label_map_path, folder, batch_size=0)
     with pytest.raises(ValueError, match="threshold"):
         AutoAnnotate(models["dynamic"], label_map_path, folder, threshold=2)
-    with pytest.raises(AnnotateError, match="SavedModel folder does not exist"):
+    with pytest.raises(AnnotateError, match=r"model does not exist; expected a SavedModel "
+                                            r"folder .* or a \.tflite file"):
         AutoAnnotate(tmp_path / "none", label_map_path, folder)
     with pytest.raises(LabelMapError):
         AutoAnnotate(models["dynamic"], tmp_path / "none.pbtxt", folder)

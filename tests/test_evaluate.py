@@ -65,3 +65,25 @@ def test_difficult_boxes_are_ignore_regions_not_objects_to_find(tmp_path):
     metrics = evaluate_pairs(FakeColorDetector(), LABELS, [(image, xml)])
     assert metrics.map50 == pytest.approx(1.0) and metrics.recall == pytest.approx(1.0)
     assert metrics.scored_boxes == 1
+
+
+def test_evaluate_and_the_loops_detector_factory_take_a_tflite_model(tmp_path, label_map_path,
+                                                                     capsys):
+    pytest.importorskip("ai_edge_litert.interpreter", reason="the litert extra is not installed")
+    from auto_annotate.litert import TFLiteDetector
+    from tests.helpers import build_color_tflite
+    from tsoda.adapters import model_detector
+    from tsoda.cli import main
+
+    model = build_color_tflite(tmp_path / "model.tflite")
+    assert isinstance(model_detector()(model), TFLiteDetector)
+    data = tmp_path / "data"
+    _pairs(data, {"a": "flame", "b": "flame"})
+    assert main(["evaluate", "--model_path", str(model), "--label_map_path",
+                 str(label_map_path), "--data_dir", str(data), "--quiet"]) == 0
+    assert "mAP@0.5:      1.0000" in capsys.readouterr().out
+    assert (tmp_path / "eval_data.json").is_file()  # beside the model file
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model_path", str(model), "--saved_model_path", str(model),
+              "--label_map_path", str(label_map_path), "--data_dir", str(data)])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -19,7 +19,9 @@ SMALL = draw((60, 90), [(RED, (2, 60, 40, 88))])
 def test_each_signature_variant_finds_the_boxes(models, variant):
     detector = SavedModelDetector(models[variant], batch_size=4)
     big, small, big_again = detector.predict([BIG, SMALL, BIG])
-    tolerance = 2.0 if variant == "fixed_size" else 1e-3  # resizing blurs the edges
+    # fixed size: letterboxed to 96 x 64 (scale 0.53 for BIG); one input pixel is ~1.9 image
+    # pixels, and the resize blurs the patch edges
+    tolerance = 2.0 if variant == "fixed_size" else 1e-3
     np.testing.assert_allclose(big.boxes, [[10, 5, 30, 25], [50, 40, 100, 70]], atol=tolerance)
     np.testing.assert_allclose(big.scores, [0.9, 0.7], atol=1e-6)
     np.testing.assert_array_equal(big.class_ids, [1, 2])
@@ -31,6 +33,28 @@ def test_each_signature_variant_finds_the_boxes(models, variant):
     ("dynamic", 4), ("batch1", 1), ("fixed_batch", 3), ("string", 4)])
 def test_batch_size_follows_the_signature(models, variant, max_batch):
     assert SavedModelDetector(models[variant], batch_size=4).max_batch == max_batch
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_fixed_size_models_get_letterboxed_images(models, tmp_path, dtype):
+    """Not stretched: the image keeps its aspect ratio, the rest is Model Garden's mean."""
+    from auto_annotate.letterbox import letterbox_image
+
+    path = models["fixed_size"] if dtype == "uint8" else build_color_model(
+        tmp_path / "float", dtype="float32", size_hw=(96, 64))
+    detector = SavedModelDetector(path, batch_size=4)
+    seen = []
+    run = detector._run
+    detector._run = lambda batch: seen.extend(batch) or run(batch)
+    detector.predict([BIG, SMALL])
+    boxes = []
+    for image, given in zip([BIG, SMALL], seen, strict=True):
+        expected, box = letterbox_image(image, (96, 64), dtype)
+        assert given.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(given, expected)
+        boxes.append(box)
+    assert boxes[0].scaled_hw == (43, 64)  # BIG, 120 x 80 (w x h): 43 rows, padding below
+    assert boxes[1].scaled_hw == (96, 64)  # SMALL, 60 x 90: the input's own aspect ratio
 
 
 def test_fixed_size_models_batch_any_image_sizes(models):

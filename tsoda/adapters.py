@@ -1,5 +1,5 @@
 """The real parts the TSODA loop is built from: Model Garden training and export driven by
-the user's pipeline.config, and SavedModel detectors from auto_annotate."""
+the user's pipeline.config, and detectors from auto_annotate (SavedModel or .tflite)."""
 
 from __future__ import annotations
 
@@ -79,8 +79,9 @@ def _learning_rate(optimizer):
     return getattr(optimizer, kind).learning_rate if kind else None
 
 
-def saved_model_detector(batch_size: int = 8):
-    """A detector factory: SavedModel path -> auto_annotate SavedModelDetector."""
-    from auto_annotate.model import SavedModelDetector
+def model_detector(batch_size: int = 8):
+    """A detector factory: model path (SavedModel folder or ``.tflite`` file) -> an
+    auto_annotate Detector, through ``auto_annotate.load_detector``."""
+    from auto_annotate import load_detector
 
-    return lambda path: SavedModelDetector(path, batch_size)
+    return lambda path: load_detector(path, batch_size)

@@ -99,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--nms_version", choices=("batched", "v2", "v1"), default="batched",
                         help="NMS in the exported graph (default batched: Model Garden's v2 "
                              "detections, about 4x faster on CPU)")
-    evaluate = commands.add_parser("evaluate", help="COCO metrics of a SavedModel on VOC data")
-    evaluate.add_argument("--saved_model_path", required=True)
+    evaluate = commands.add_parser("evaluate", help="COCO metrics of a model (SavedModel or "
+                                                    ".tflite) on VOC data")
+    model = evaluate.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model_path", help="SavedModel folder or .tflite file")
+    model.add_argument("--saved_model_path", help="the former name of --model_path")
     evaluate.add_argument("--label_map_path", required=True)
     evaluate.add_argument("--data_dir", required=True, help="folder of images and VOC XML")
     evaluate.add_argument("--output_path", help="metrics JSON (default: beside the model)")
@@ -157,8 +160,8 @@ def _run(args) -> int:
     elif args.command == "evaluate":
         from tsoda.evaluate import evaluate
 
-        metrics = evaluate(args.saved_model_path, args.label_map_path, args.data_dir,
-                           args.output_path, args.batch_size)
+        metrics = evaluate(args.model_path or args.saved_model_path, args.label_map_path,
+                           args.data_dir, args.output_path, args.batch_size)
         print(metrics.format())
         return 1 if metrics.skipped else 0  # scored on fewer images than asked
     elif args.command == "run":
@@ -197,7 +200,7 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
 
 def _parts(args):
     from auto_annotate.label_map import load_label_map
-    from tsoda.adapters import ModelGardenTrainer, saved_model_detector
+    from tsoda.adapters import ModelGardenTrainer, model_detector
     from tsoda.pipeline_config import load_pipeline_config, require_label_map
 
     label_map_path = args.label_map_path or \
@@ -205,7 +208,7 @@ def _parts(args):
                           args.pipeline_config_path)
     trainer = ModelGardenTrainer(args.pipeline_config_path, label_map_path,
                                  progress=not args.quiet)
-    return trainer, saved_model_detector(), load_label_map(label_map_path)
+    return trainer, model_detector(), load_label_map(label_map_path)
 
 
 def _simulate(args) -> None:

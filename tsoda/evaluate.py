@@ -1,8 +1,9 @@
-"""``tsoda evaluate``: COCO-style metrics of a SavedModel on a Pascal VOC folder.
+"""``tsoda evaluate``: COCO-style metrics of a model on a Pascal VOC folder.
 
 Ground truth is read from the VOC XML (boxes in the frame LabelImg shows, as
-auto_annotate writes them); detections come from running the SavedModel exactly as
-``auto_annotate`` does, on the upright image. Metrics come from pycocotools.
+auto_annotate writes them); detections come from running the model (a SavedModel folder or
+a ``.tflite`` file, through ``auto_annotate.load_detector``) exactly as ``auto_annotate``
+does, on the upright image. Metrics come from pycocotools.
 """
 
 from __future__ import annotations
@@ -175,23 +176,23 @@ def _refuse_unknown(unknown: list[tuple[str, str]], label_map: LabelMap) -> None
         "): fix the labels or the label map; nothing was scored"))
 
 
-def evaluate(saved_model_path: str | Path, label_map_path: str | Path, data_dir: str | Path,
+def evaluate(model_path: str | Path, label_map_path: str | Path, data_dir: str | Path,
              output_path: str | Path | None = None, batch_size: int = 8) -> Metrics:
-    """Evaluates a SavedModel on a VOC folder and writes the metrics as JSON.
+    """Evaluates a model (SavedModel folder or ``.tflite`` file) on a VOC folder and writes
+    the metrics as JSON.
 
-    ``output_path`` defaults to ``<saved_model_path>/../eval_<data folder name>.json``.
+    ``output_path`` defaults to ``<model_path>/../eval_<data folder name>.json``.
     """
+    from auto_annotate import load_detector
     from auto_annotate.label_map import load_label_map
-    from auto_annotate.model import SavedModelDetector
 
     label_map = load_label_map(label_map_path)
-    metrics = evaluate_detector(SavedModelDetector(saved_model_path, batch_size), label_map,
-                                data_dir)
+    metrics = evaluate_detector(load_detector(model_path, batch_size), label_map, data_dir)
     if metrics.images == 0:
         raise TrainingError(data_dir, "no image could be scored: " + "; ".join(
             f"{Path(path).name}: {reason}" for path, reason in metrics.skipped[:3]))
     output = Path(output_path) if output_path else \
-        Path(saved_model_path).resolve().parent / f"eval_{Path(data_dir).resolve().name}.json"
+        Path(model_path).resolve().parent / f"eval_{Path(data_dir).resolve().name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     written = {k: v for k, v in asdict(metrics).items() if k != "score_table"}
     output.write_text(json.dumps(written, indent=2), encoding="utf-8")

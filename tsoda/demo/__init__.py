@@ -63,7 +63,7 @@ def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:
     """Runs the demo; returns the paths it printed."""
     from auto_annotate import AutoAnnotate
     from auto_annotate.label_map import load_label_map
-    from tsoda.adapters import ModelGardenTrainer, saved_model_detector
+    from tsoda.adapters import ModelGardenTrainer, model_detector
     from tsoda.loop import LoopSettings, TsodaLoop
 
     work = Path(settings.work_dir).resolve()
@@ -85,7 +85,7 @@ def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:
                      initial_steps=settings.initial_steps,
                      step_increment=settings.step_increment, max_rounds=settings.rounds),
         ModelGardenTrainer(_loop_config(work), label_map, progress=settings.progress),
-        saved_model_detector(), load_label_map(label_map), progress=settings.progress,
+        model_detector(), load_label_map(label_map), progress=settings.progress,
         echo=echo)
     loop.run()
 

@@ -1,0 +1,127 @@
+"""Letterboxing: an image fitted into a fixed model input the way TF Model Garden does it.
+
+Model Garden's detection parser and its SavedModel export (``normalize_image`` then
+``resize_and_crop_image`` in ``official/vision/ops/preprocess_ops.py``) scale an image by
+``min(H / h, W / w)``, round the scaled size, resize bilinearly without antialiasing
+(``tf.image.resize(..., antialias=False)``: half-pixel centres, each output pixel mixes the
+two nearest input pixels per axis), put the result at the top-left corner and pad the rest
+with zeros after subtracting the ImageNet mean: in raw pixels, with the mean colour
+:data:`PAD_RGB`. A fixed-input model fed this way sees at inference what it saw in
+training. This module does the same in NumPy, so it needs no TensorFlow.
+
+Sizes are ``(height, width)`` in pixels. Boxes come back through one adapter,
+:func:`auto_annotate.boxes.letterboxed_yxyx_to_pixel_xyxy` (:meth:`Letterbox.to_image`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from auto_annotate import boxes as box_ops
+
+# Model Garden's MEAN_RGB (preprocess_ops.MEAN_NORM * 255): what normalized zeros are in
+# raw 0-255 pixels. A uint8 input gets it rounded: (124, 116, 104).
+PAD_RGB = tuple(255 * value for value in (0.485, 0.456, 0.406))
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How one image was fitted into a model input.
+
+    Attributes:
+        image_hw: (height, width) of the original image.
+        input_hw: (height, width) of the model input.
+        scaled_hw: (height, width) of the resized image at the input's top-left corner;
+            the rest of the input is padding.
+    """
+
+    image_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    scaled_hw: tuple[int, int]
+
+    @property
+    def scale_yx(self) -> tuple[float, float]:
+        """Model Garden's ``image_scale``: scaled / original size, per axis."""
+        return (self.scaled_hw[0] / self.image_hw[0], self.scaled_hw[1] / self.image_hw[1])
+
+    def to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """Normalized yxyx relative to the model input -> pixel xyxy in the image, clipped."""
+        return box_ops.letterboxed_yxyx_to_pixel_xyxy(boxes, self.input_hw, self.scaled_hw,
+                                                      self.image_hw)
+
+
+def plan_letterbox(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+    """The letterbox of an image, with Model Garden's arithmetic (float32, as TF does it).
+
+    ``scale = min(H / h, W / w)``; ``scaled_hw = round(image_hw * scale)``, rounding half to
+    even like ``tf.round``. A side that would round to 0 pixels (an image thousands of
+    times wider than tall) is kept at 1.
+    """
+    image = np.asarray(image_hw, dtype=np.float32)
+    target = np.asarray(input_hw, dtype=np.float32)
+    if image.min() < 1 or target.min() < 1:
+        raise ValueError(f"sizes must be positive: image {image_hw}, input {input_hw}")
+    scale = np.minimum(target[0] / image[0], target[1] / image[1])
+    scaled = np.round(image * scale)
+    scaled_hw = tuple(int(min(max(size, 1), limit))
+                      for size, limit in zip(scaled, input_hw, strict=True))
+    return Letterbox((int(image_hw[0]), int(image_hw[1])), (int(input_hw[0]), int(input_hw[1])),
+                     scaled_hw)
+
+
+def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index: lower and upper source index and the weight of the upper one.
+
+    TF's ResizeBilinear with half-pixel centres, in float32: the source position of output
+    pixel ``i`` is ``(i + 0.5) * in_size / out_size - 0.5``, clamped to the image.
+    """
+    scale = np.float32(in_size) / np.float32(out_size)
+    position = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale \
+        - np.float32(0.5)
+    floor = np.floor(position)
+    lower = np.maximum(floor, 0).astype(np.intp)
+    upper = np.minimum(np.ceil(position), in_size - 1).astype(np.intp)
+    return lower, upper, (position - floor).astype(np.float32)
+
+
+def resize_bilinear(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resizes (h, w, C) pixels to float32 (H, W, C) like ``tf.image.resize(image, size_hw,
+    method="bilinear", antialias=False)``: no antialiasing, also when downscaling."""
+    height, width = image.shape[:2]
+    if (height, width) == tuple(size_hw):
+        return image.astype(np.float32)
+    top_y, bottom_y, weight_y = _axis_weights(height, size_hw[0])
+    left_x, right_x, weight_x = _axis_weights(width, size_hw[1])
+    # rows first, so only the rows needed are converted to float (photos are large)
+    top_rows = image[top_y].astype(np.float32)
+    bottom_rows = image[bottom_y].astype(np.float32)
+    weight_x = weight_x[None, :, None]
+    top = top_rows[:, left_x] + (top_rows[:, right_x] - top_rows[:, left_x]) * weight_x
+    bottom = bottom_rows[:, left_x] + (bottom_rows[:, right_x] - bottom_rows[:, left_x]) \
+        * weight_x
+    return top + (bottom - top) * weight_y[:, None, None]
+
+
+def letterbox_image(image: np.ndarray, input_hw: tuple[int, int],
+                    dtype: str = "float32") -> tuple[np.ndarray, Letterbox]:
+    """Fits a uint8 RGB image into a model input of ``input_hw``.
+
+    Args:
+        image: (h, w, 3) uint8 RGB.
+        input_hw: (height, width) of the model input.
+        dtype: "float32" (raw 0-255 values, unrounded) or "uint8" (rounded).
+
+    Returns:
+        The (H, W, 3) input array and its :class:`Letterbox`.
+    """
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype must be float32 or uint8, got {dtype!r}")
+    box = plan_letterbox(image.shape[:2], input_hw)
+    result = np.empty((*box.input_hw, 3), dtype=np.float32)
+    result[:] = np.asarray(PAD_RGB, dtype=np.float32)
+    result[:box.scaled_hw[0], :box.scaled_hw[1]] = resize_bilinear(image, box.scaled_hw)
+    if dtype == "uint8":
+        result = np.clip(np.rint(result), 0, 255).astype(np.uint8)
+    return result, box

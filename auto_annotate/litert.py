@@ -1,0 +1,301 @@
+"""Running a LiteRT (TensorFlow Lite) ``.tflite`` detection model on the CPU, without TensorFlow.
+
+The contract of a ``.tflite`` detection model (what ``tsoda export --format tflite`` writes):
+
+* signature ``serving_default``; a model without any signature is read through the
+  interpreter's own input and output lists;
+* one input, float32 ``[1, H, W, 3]`` with fixed H and W: raw RGB 0-255, letterboxed the
+  way Model Garden's parser does it (:mod:`auto_annotate.letterbox`). A uint8 input of that
+  shape is accepted too when it holds raw pixels (no quantization, or scale 1 and zero
+  point 0); the batch may be declared as -1 (run with 1);
+* outputs ``detection_boxes`` [1, N, 4] normalized ``ymin, xmin, ymax, xmax`` relative to
+  the model input, ``detection_scores`` [1, N], ``detection_classes`` [1, N] float label-map
+  ids, and ``num_detections`` [1] (optional, as for SavedModels); every output is cut to
+  ``num_detections``;
+* without those names, a model whose four outputs are exactly the four outputs of its one
+  ``TFLite_Detection_PostProcess`` op (the classic SSD ``.tflite``) is read in that op's
+  order: boxes, classes, scores, count. That op's classes are 0-based indices of the
+  non-background classes, so label-map id = class + 1 (the Object Detection API's rule).
+
+Anything else is refused when the detector is built, before any image, with one line
+naming the file, what was found and what is expected. The runtime is ``ai-edge-litert``
+(the ``litert`` extra), run on one image per call with one thread per CPU core and XNNPACK
+(LiteRT's default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from auto_annotate.detections import Detections
+from auto_annotate.errors import ModelError, error_line
+from auto_annotate.letterbox import PAD_RGB, letterbox_image
+from auto_annotate.model import outputs_to_detections
+
+LOG = logging.getLogger(__name__)
+SIGNATURE = "serving_default"
+REQUIRED = ("detection_boxes", "detection_scores", "detection_classes")
+OPTIONAL = ("num_detections",)
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+POSTPROCESS_ORDER = ("detection_boxes", "detection_classes", "detection_scores",
+                     "num_detections")
+OUTPUT_RANKS = {"detection_boxes": 3, "detection_scores": 2, "detection_classes": 2,
+                "num_detections": 1}
+EXPECTED = ("signature 'serving_default' (or none); one input float32 or uint8 [1, H, W, 3] "
+            "with fixed H, W; outputs detection_boxes [1, N, 4], detection_scores [1, N], "
+            "detection_classes [1, N] (float32), num_detections [1] optional; or the four "
+            f"outputs of one {POSTPROCESS_OP} op")
+# LiteRT's C++ runtime writes this note to stderr when it applies XNNPACK; it tells a user
+# nothing, so it is logged at debug level instead.
+RUNTIME_NOTE = "INFO: Created TensorFlow Lite XNNPACK delegate"
+INSTALL_HINT = ("reading a .tflite model needs the LiteRT runtime (ai-edge-litert), which "
+                "is not installed: pip install '.[litert]'")
+
+
+@dataclass(frozen=True)
+class TFLiteSpec:
+    """What a ``.tflite`` model takes and where its outputs are.
+
+    Attributes:
+        input_name: the input's name in the signature (or its tensor name).
+        dtype: "float32" or "uint8".
+        size_hw: the fixed (height, width) of the input.
+        outputs: each output role (``detection_boxes``...) -> its name in the signature
+            (or its tensor name).
+        class_offset: added to ``detection_classes`` to give label-map ids.
+    """
+
+    input_name: str
+    dtype: str
+    size_hw: tuple[int, int]
+    outputs: dict[str, str]
+    class_offset: int = 0
+
+    def describe(self) -> str:
+        source = "named outputs" if not self.class_offset else f"{POSTPROCESS_OP} outputs"
+        return (f"input {self.input_name!r}: {self.dtype} [1, {self.size_hw[0]}, "
+                f"{self.size_hw[1]}, 3] (letterboxed), {source}")
+
+
+class _PlainRunner:
+    """A model without signatures, called like LiteRT's SignatureRunner (by tensor names)."""
+
+    def __init__(self, interpreter, inputs: dict, outputs: dict) -> None:
+        self._interpreter, self._inputs, self._outputs = interpreter, inputs, outputs
+        self._allocated = False
+
+    def __call__(self, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+        if not self._allocated:  # on the first call, so its errors are the run's errors
+            self._interpreter.allocate_tensors()
+            self._allocated = True
+        for name, array in arrays.items():
+            self._interpreter.set_tensor(self._inputs[name]["index"], array)
+        self._interpreter.invoke()
+        return {name: self._interpreter.get_tensor(detail["index"])
+                for name, detail in self._outputs.items()}
+
+
+def open_interpreter(path: Path, num_threads: int):
+    """A LiteRT Interpreter for the file; ModelError if LiteRT is missing or the file is
+    not a model it can read."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ModelError(path, INSTALL_HINT) from None
+    if not path.is_file():
+        raise ModelError(path, ".tflite file does not exist")
+    try:
+        return Interpreter(model_path=str(path), num_threads=num_threads)
+    except Exception as error:  # LiteRT raises ValueError or RuntimeError for a bad file
+        raise ModelError(path, f"cannot load .tflite model ({error_line(error)})") from None
+
+
+def _entry_points(interpreter, path: Path):
+    """(runner, input details, output details), by name, of ``serving_default`` or, for a
+    model without signatures, of the interpreter itself."""
+    signatures = interpreter.get_signature_list()
+    if not signatures:
+        inputs = {d["name"]: d for d in interpreter.get_input_details()}
+        outputs = {d["name"]: d for d in interpreter.get_output_details()}
+        return _PlainRunner(interpreter, inputs, outputs), inputs, outputs
+    if SIGNATURE not in signatures:
+        raise ModelError(path, f"no {SIGNATURE!r} signature (found: {sorted(signatures)}); "
+                               f"expected {EXPECTED}")
+    runner = interpreter.get_signature_runner(SIGNATURE)
+    return runner, runner.get_input_details(), runner.get_output_details()
+
+
+def _describe(name: str, detail: dict) -> str:
+    dims = [int(d) for d in detail["shape_signature"]]
+    return f"{name!r} {np.dtype(detail['dtype']).name} {dims}"
+
+
+def inspect_input(inputs: dict, path: Path) -> tuple[str, str, tuple[int, int]]:
+    """(name, dtype, (H, W)) of the model's single image input, or ModelError."""
+    if len(inputs) != 1:
+        raise ModelError(path, f"found inputs {sorted(inputs)}; expected {EXPECTED}")
+    (name, detail), = inputs.items()
+    found = f"found input {_describe(name, detail)}; expected {EXPECTED}"
+    dtype, dims = np.dtype(detail["dtype"]).name, [int(d) for d in detail["shape_signature"]]
+    if len(dims) == 4 and min(dims[1:3]) < 1:
+        raise ModelError(path, f"{found} (height and width must be fixed: images are "
+                               "letterboxed to the input's size)")
+    if dtype not in ("float32", "uint8") or len(dims) != 4 or dims[0] not in (1, -1) \
+            or dims[3] != 3:
+        raise ModelError(path, found)
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if dtype == "uint8" and (scale, zero_point) not in ((0.0, 0), (1.0, 0)):
+        raise ModelError(path, f"{found} (a uint8 input quantized with scale {scale} and "
+                               f"zero point {zero_point} does not take raw 0-255 pixels)")
+    return name, dtype, (dims[1], dims[2])
+
+
+def _postprocess_outputs(interpreter, runner, outputs: dict) -> dict[str, str] | None:
+    """Role -> output name when the model's outputs are exactly the four outputs of its one
+    TFLite_Detection_PostProcess op; None when that cannot be established."""
+    if getattr(runner, "_subgraph_index", 0) != 0 or len(outputs) != 4:
+        return None  # the op list below is the main subgraph's
+    try:
+        ops = interpreter._get_ops_details()  # LiteRT's only view of the graph's ops
+    except Exception:  # an interpreter without it: no identification, so refuse
+        return None
+    found = [op for op in ops if op.get("op_name") == POSTPROCESS_OP]
+    if len(found) != 1:
+        return None
+    tensors = [int(index) for index in found[0]["outputs"]]
+    by_index = {int(detail["index"]): name for name, detail in outputs.items()}
+    if len(tensors) != 4 or sorted(tensors) != sorted(by_index):
+        return None
+    return {role: by_index[index] for role, index in zip(POSTPROCESS_ORDER, tensors,
+                                                         strict=True)}
+
+
+def _check_outputs(roles: dict[str, str], outputs: dict, path: Path) -> None:
+    """Refuses outputs of the wrong type or rank (ranks are checked where the file states
+    them; a post-processing op sizes its outputs only when it runs)."""
+    for role, name in roles.items():
+        detail = outputs[name]
+        dtype, dims = np.dtype(detail["dtype"]).name, list(detail["shape_signature"])
+        wrong_type = dtype != "float32" and not (role == "num_detections" and
+                                                  dtype in ("int32", "int64"))
+        wrong_shape = bool(dims) and (len(dims) != OUTPUT_RANKS[role] or dims[0] not in (1, -1)
+                                      or (role == "detection_boxes" and dims[-1] != 4))
+        if wrong_type or wrong_shape:
+            raise ModelError(path, f"found output {role} as {_describe(name, detail)}; "
+                                   f"expected {EXPECTED}")
+
+
+def inspect_tflite(interpreter, path: Path):
+    """(runner, TFLiteSpec) of a loaded model, or ModelError naming what was found."""
+    runner, inputs, outputs = _entry_points(interpreter, path)
+    name, dtype, size_hw = inspect_input(inputs, path)
+    roles, offset = {r: r for r in REQUIRED + OPTIONAL if r in outputs}, 0
+    if not all(role in roles for role in REQUIRED):
+        roles, offset = _postprocess_outputs(interpreter, runner, outputs), 1
+        if roles is None:
+            missing = [role for role in REQUIRED if role not in outputs]
+            raise ModelError(path, f"outputs {sorted(outputs)} lack {missing} and are not "
+                                   f"the outputs of one {POSTPROCESS_OP} op; expected {EXPECTED}")
+    _check_outputs(roles, outputs, path)
+    return runner, TFLiteSpec(name, dtype, size_hw, roles, offset)
+
+
+@contextlib.contextmanager
+def runtime_notes_hidden() -> Iterator[None]:
+    """Captures what the C++ runtime writes to stderr (file descriptor 2) in the block, and
+    writes it back afterwards, without LiteRT's XNNPACK note."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 to capture
+        saved = None
+    with tempfile.TemporaryFile() as capture:
+        if saved is not None:
+            os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.startswith(RUNTIME_NOTE):
+                    LOG.debug("%s", line)
+                else:
+                    print(line, file=sys.stderr)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class TFLiteDetector:
+    """A :class:`~auto_annotate.model.Detector` backed by a ``.tflite`` model (LiteRT).
+
+    The model runs one image per call; ``max_batch`` is ``batch_size`` only so that the
+    pipeline hands over images in groups, which are then run one by one. Every image is
+    letterboxed to the model's input, so images of any size share a group.
+
+    Raises:
+        ModelError: LiteRT is not installed, or the file is not a ``.tflite`` model with
+            the contract in this module's docstring (checked here, before any image).
+    """
+
+    def __init__(self, path: str | Path, batch_size: int = 1,
+                 num_threads: int | None = None) -> None:
+        self.path = Path(path)
+        with runtime_notes_hidden():
+            self._interpreter = open_interpreter(self.path, num_threads or cpu_cores())
+            self._runner, self.spec = inspect_tflite(self._interpreter, self.path)
+            self._run_once()
+        self.max_batch = max(1, batch_size)
+        LOG.info("model %s: %s, one image per call", self.path, self.spec.describe())
+
+    def _run_once(self) -> None:
+        """Runs the model on a blank input, so a model that cannot run (an operation LiteRT
+        lacks, outputs of the wrong shape) is refused before any image."""
+        blank = np.empty((*self.spec.size_hw, 3), dtype=np.float32)
+        blank[:] = np.asarray(PAD_RGB, dtype=np.float32)
+        blank = blank.round().astype(self.spec.dtype)
+        try:
+            outputs_to_detections(self._outputs(blank), 0, self.spec.size_hw)
+        except Exception as error:  # anything the runtime or the outputs raise
+            raise ModelError(self.path, f"cannot run the model ({error_line(error)}); "
+                                        f"expected {EXPECTED}") from None
+
+    def batch_key(self, image_hw: tuple[int, int]) -> Hashable:
+        """Every image is letterboxed to the input size: any images may share a group."""
+        return None
+
+    def _outputs(self, model_input: np.ndarray) -> dict[str, np.ndarray]:
+        """The model on one input, as role -> array with a leading batch axis."""
+        raw = self._runner(**{self.spec.input_name: model_input[None]})
+        outputs = {role: np.asarray(raw[name]) for role, name in self.spec.outputs.items()}
+        if outputs["detection_scores"].ndim == 1:  # a model that drops the batch axis
+            outputs = {role: value[None] for role, value in outputs.items()}
+        if self.spec.class_offset:
+            outputs["detection_classes"] = outputs["detection_classes"] + self.spec.class_offset
+        return outputs
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detects on uint8 RGB images of any size; boxes in each image's pixel frame."""
+        results = []
+        for image in images:
+            model_input, letterbox = letterbox_image(image, self.spec.size_hw, self.spec.dtype)
+            results.append(outputs_to_detections(self._outputs(model_input), 0,
+                                                 image.shape[:2], letterbox))
+        return results

@@ -1,0 +1,276 @@
+""".tflite models: letterboxed input, boxes in the LabelImg frame, refusals up front.
+
+The colour model converted to ``.tflite`` has a fixed 64 x 96 (height x width) input and
+finds the colour patches in it, so its boxes are right only if the image was letterboxed
+as Model Garden does it and the boxes were mapped back through the letterbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auto_annotate import ModelError, load_detector, voc
+from auto_annotate import boxes as box_ops
+from auto_annotate.cli import main
+from auto_annotate.litert import TFLiteDetector
+from tests.helpers import (
+    BLUE,
+    RED,
+    build_color_model,
+    build_color_tflite,
+    build_postprocess_tflite,
+    draw,
+    save,
+)
+
+pytest.importorskip("ai_edge_litert.interpreter", reason="the litert extra is not installed")
+
+# Scale 0.5 exactly, so bilinear halving mixes no patch edge and boxes come back exact.
+NARROW = draw((150, 128), [(RED, (10, 6, 30, 26)), (BLUE, (100, 40, 150, 128))])  # pad right
+WIDE = draw((192, 100), [(RED, (10, 6, 30, 26)), (BLUE, (50, 40, 100, 70))])  # pad below
+EXPECTED = {"narrow": [[10, 6, 30, 26], [100, 40, 150, 128]],
+            "wide": [[10, 6, 30, 26], [50, 40, 100, 70]]}
+# A true portrait at scale 0.32: one input pixel is ~3 image pixels
+TALL = draw((80, 200), [(RED, (10, 100, 30, 140))])
+
+
+@pytest.fixture(scope="module")
+def tflite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tflite")
+    return {"float": build_color_tflite(root / "float.tflite"),
+            "uint8": build_color_tflite(root / "uint8.tflite", dtype="uint8", batch=None),
+            "no_signature": build_color_tflite(root / "plain.tflite", signature=False),
+            "postprocess": build_postprocess_tflite(root / "postprocess.tflite")}
+
+
+@pytest.mark.parametrize("variant", ["float", "uint8", "no_signature"])
+def test_boxes_come_back_in_the_image_frame_for_non_square_images(tflite, variant):
+    detector = TFLiteDetector(tflite[variant], batch_size=4)
+    narrow, wide, tall = detector.predict([NARROW, WIDE, TALL])
+    np.testing.assert_allclose(narrow.boxes, EXPECTED["narrow"], atol=1e-3)
+    np.testing.assert_allclose(wide.boxes, EXPECTED["wide"], atol=1e-3)
+    np.testing.assert_allclose(tall.boxes, [[10, 100, 30, 140]], atol=3.2)
+    np.testing.assert_allclose(narrow.scores, [0.9, 0.7], atol=1e-6)
+    np.testing.assert_array_equal(narrow.class_ids, [1, 2])
+
+
+def test_outputs_are_cut_to_num_detections(tflite):
+    (only_red,) = TFLiteDetector(tflite["float"]).predict([TALL])  # the model pads to 3
+    assert len(only_red) == 1 and only_red.scores.tolist() == pytest.approx([0.9])
+
+
+def test_the_detector_runs_one_image_per_call_with_any_sizes_in_a_group(tflite):
+    detector = TFLiteDetector(tflite["float"], batch_size=8)
+    assert detector.max_batch == 8 and detector.spec.size_hw == (64, 96)
+    assert detector.batch_key((10, 20)) == detector.batch_key((300, 40))
+
+
+def test_the_postprocess_op_outputs_are_read_in_its_order_with_ids_from_1(tflite):
+    detector = TFLiteDetector(tflite["postprocess"])
+    assert detector.spec.outputs == {"detection_boxes": "output_0",
+                                     "detection_classes": "output_1",
+                                     "detection_scores": "output_2",
+                                     "num_detections": "output_3"}
+    dark, bright = detector.predict([WIDE, np.full((50, 60, 3), 250, np.uint8)])
+    # anchor 0 is the input's top-left quarter: WIDE (scale 0.5, 50 of 64 rows) -> 96 x 64
+    np.testing.assert_allclose(dark.boxes, [[0, 0, 96, 64], [96, 64, 192, 100]], atol=1e-3)
+    assert dark.class_ids.tolist() == [1, 1] and dark.scores.tolist() == pytest.approx([0.6, 0.3])
+    # 60 x 50 at scale 1.28 (77 x 64): the quarter is 48 / (77 / 60) x 32 / 1.28 pixels
+    np.testing.assert_allclose(bright.boxes[0], [0, 0, 48 * 60 / 77, 25], atol=1e-3)
+    assert bright.class_ids.tolist() == [2, 1]  # class index 1 is label-map id 2
+
+
+def test_tta_works_with_a_tflite_model(tflite):
+    from auto_annotate.tta import TtaDetector
+
+    plain = TFLiteDetector(tflite["float"])
+    (fused,) = TtaDetector(plain, ("flip",)).predict([NARROW])
+    np.testing.assert_allclose(fused.boxes, EXPECTED["narrow"], atol=1e-3)
+    np.testing.assert_allclose(fused.scores, [0.9, 0.7], atol=1e-6)  # both views agree
+
+
+def _unnamed_outputs_model(path):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.detect = tf.function(
+        lambda images: {f"output_{i}": tf.reduce_mean(images, axis=[1, 2]) for i in range(4)},
+        input_signature=[tf.TensorSpec([1, 64, 96, 3], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.detect.get_concrete_function()], module)
+    path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.mark.parametrize("build,problem", [
+    (lambda p: build_color_tflite(p, dtype="int32"),
+     r"found input 'images' int32 \[1, 64, 96, 3\]"),
+    (lambda p: build_color_tflite(p, rank=3), r"found input 'images' float32 \[64, 96, 3\]"),
+    (lambda p: build_color_tflite(p, size_hw=None), r"float32 \[1, -1, -1, 3\]"),
+    (lambda p: build_color_tflite(p, outputs=("detection_boxes", "detection_scores")),
+     r"lack \['detection_classes'\] and are not the outputs of one TFLite_Detection_Post"),
+    (_unnamed_outputs_model, r"lack \['detection_boxes', 'detection_scores', 'detection_c"),
+    (lambda p: p.write_bytes(b"not a flatbuffer at all" * 10), r"cannot load \.tflite model"),
+    (lambda p: p.write_bytes(b""), r"cannot load \.tflite model"),
+])
+def test_a_tflite_of_the_wrong_contract_is_refused_up_front(tmp_path, build, problem):
+    path = tmp_path / "bad.tflite"
+    build(path)
+    with pytest.raises(ModelError, match=problem) as error:
+        load_detector(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    assert "expected" in message or "cannot load" in message
+
+
+def test_a_truncated_tflite_is_refused(tmp_path, tflite):
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(tflite["float"].read_bytes()[:200])
+    with pytest.raises(ModelError, match=r"cannot load \.tflite model"):
+        TFLiteDetector(path)
+
+
+def test_without_litert_the_error_says_which_extra_to_install(tmp_path, tflite, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ai_edge_litert.interpreter", None)
+    with pytest.raises(ModelError, match=r"pip install '\.\[litert\]'"):
+        load_detector(tflite["float"])
+
+
+def test_load_detector_picks_the_runner_by_the_path(tmp_path, tflite):
+    from auto_annotate.model import SavedModelDetector
+
+    assert isinstance(load_detector(tflite["float"]), TFLiteDetector)
+    saved = build_color_model(tmp_path / "saved")
+    assert isinstance(load_detector(saved, 2), SavedModelDetector)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    for path, problem in [(tmp_path / "empty", "folder without saved_model.pb"),
+                          (tmp_path / "model.onnx", "not a model; expected a SavedModel"),
+                          (saved / "saved_model.pb", r"not a model \(give its folder\)"),
+                          (tmp_path / "gone.tflite", "model does not exist")]:
+        with pytest.raises(ModelError, match=problem):
+            load_detector(path)
+
+
+def _labelled(xml):
+    annotation = voc.read_voc(xml)
+    return annotation, [(o.name, voc.disk_box(o.box, annotation.width, annotation.height))
+                        for o in annotation.objects]
+
+
+def test_the_cli_labels_non_square_and_exif_rotated_images(tflite, label_map_path, tmp_path):
+    imgs = tmp_path / "imgs"
+    save(imgs / "narrow.png", NARROW)
+    save(imgs / "wide.png", WIDE)
+    stored = draw((150, 100), [(RED, (10, 20, 60, 50))])
+    save(imgs / "rotated.jpg", stored, orientation=6, quality=98)
+    assert main(["--model_path", str(tflite["float"]), "--label_map_path",
+                 str(label_map_path), "--imgs_path", str(imgs), "--quiet"]) == 0
+    _, narrow = _labelled(imgs / "narrow.xml")
+    assert narrow == [("flame", (11, 7, 30, 26)), ("smoke", (101, 41, 150, 128))]
+    annotation, rotated = _labelled(imgs / "rotated.xml")
+    assert (annotation.width, annotation.height) == (100, 150)  # upright, as LabelImg shows
+    upright = box_ops.stored_to_upright(np.array([[10, 20, 60, 50]]), (100, 150), 6)[0]
+    expected = voc.disk_box(upright, 100, 150)
+    assert rotated[0][0] == "flame"
+    assert np.abs(np.subtract(rotated[0][1], expected)).max() <= 3  # scale 0.43, JPEG
+
+
+def test_the_api_takes_a_tflite_and_the_manifest_names_its_bytes(tflite, label_map_path,
+                                                                 tmp_path):
+    from auto_annotate import AutoAnnotate
+
+    imgs = tmp_path / "imgs"
+    save(imgs / "wide.png", WIDE)
+    copy = tmp_path / "renamed.tflite"
+    copy.write_bytes(tflite["float"].read_bytes())
+    digest = "sha256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+    job = AutoAnnotate(copy, label_map_path, imgs, progress=False)
+    assert job.options.model_id == digest  # the file's sha256sum, whatever its name
+    assert AutoAnnotate(model_path=tflite["float"], label_map_path=label_map_path,
+                        imgs_path=imgs).options.model_id == digest
+    assert job.generate_annotations().annotated == 1
+    _, wide = _labelled(imgs / "wide.xml")
+    assert wide == [("flame", (11, 7, 30, 26)), ("smoke", (51, 41, 100, 70))]
+    old_name = AutoAnnotate(saved_model_path=copy, label_map_path=label_map_path,
+                            imgs_path=imgs)
+    assert old_name.model_path == old_name.saved_model_path == copy
+    for both_or_neither in ({"model_path": copy, "saved_model_path": copy}, {}):
+        with pytest.raises(ValueError, match="exactly one of them"):
+            AutoAnnotate(label_map_path=label_map_path, imgs_path=imgs, **both_or_neither)
+
+
+def test_the_cli_wants_exactly_one_model_flag(tflite, label_map_path, tmp_path, capsys):
+    common = ["--label_map_path", str(label_map_path), "--imgs_path", str(tmp_path)]
+    with pytest.raises(SystemExit) as both:
+        main(["--model_path", "a", "--saved_model_path", "b", *common])
+    assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(common)
+    assert "one of the arguments --model_path --saved_model_path is required" in \
+        capsys.readouterr().err
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"junk")
+    assert main(["--model_path", str(bad), *common, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {bad}: cannot load .tflite model")
+
+
+def _custom_op_model(path):
+    """A .tflite with an operation LiteRT does not have: it loads, but cannot run."""
+    import tensorflow as tf
+
+    def detect(images):
+        unknown = tf.reduce_sum(tf.math.bessel_i1e(tf.reduce_mean(images, axis=[1, 2])))
+        return {"detection_boxes": tf.zeros([1, 1, 4]) + unknown,
+                "detection_scores": tf.zeros([1, 1]), "detection_classes": tf.ones([1, 1])}
+
+    module = tf.Module()
+    module.detect = tf.function(detect, input_signature=[
+        tf.TensorSpec([1, 64, 96, 3], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.detect.get_concrete_function()], module)
+    converter.allow_custom_ops = True
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_a_model_that_cannot_run_is_refused_before_any_image(tmp_path):
+    path = _custom_op_model(tmp_path / "custom.tflite")
+    with pytest.raises(ModelError, match=r"cannot run the model \(RuntimeError: .*BesselI1e"):
+        TFLiteDetector(path)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_labelling_with_a_tflite_never_imports_tensorflow(tflite, label_map_path, tmp_path):
+    """``python -m auto_annotate`` with a shim ``tensorflow`` package that refuses import."""
+    marker = tmp_path / "tensorflow_was_imported"
+    shim = tmp_path / "shim" / "tensorflow"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                      "raise ImportError('tensorflow is blocked by the test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim.parent), str(REPO)])}
+    blocked = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert blocked.returncode != 0 and marker.exists()  # the shim does block TensorFlow
+    marker.unlink()
+    imgs = tmp_path / "imgs"
+    save(imgs / "wide.png", WIDE)
+    result = subprocess.run(
+        [sys.executable, "-m", "auto_annotate", "--model_path", str(tflite["float"]),
+         "--label_map_path", str(label_map_path), "--imgs_path", str(imgs), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not marker.exists()
+    _, wide = _labelled(imgs / "wide.xml")
+    assert wide == [("flame", (11, 7, 30, 26)), ("smoke", (51, 41, 100, 70))]
+    assert result.stderr == ""  # no runtime notes (XNNPACK) on the console either
