@@ -12,10 +12,13 @@ The contract of a ``.tflite`` detection model (what ``tsoda export --format tfli
   the model input, ``detection_scores`` [1, N], ``detection_classes`` [1, N] float label-map
   ids, and ``num_detections`` [1] (optional, as for SavedModels); every output is cut to
   ``num_detections``;
-* without those names, a model whose four outputs are exactly the four outputs of its one
-  ``TFLite_Detection_PostProcess`` op (the classic SSD ``.tflite``) is read in that op's
-  order: boxes, classes, scores, count. That op's classes are 0-based indices of the
-  non-background classes, so label-map id = class + 1 (the Object Detection API's rule).
+* H x W is the size images are fitted into (Model Garden's ``input_image_size``); any
+  padding to a multiple of the coarsest feature stride happens inside the model.
+
+Models whose unnamed outputs come from a ``TFLite_Detection_PostProcess`` op (the classic
+SSD ``.tflite``) are refused with that reason: their input scaling (e.g. [-1, 1], stretched)
+and their class numbering (the op's ``num_classes`` decides whether index 0 is background)
+cannot be read from the outputs, and reading them wrongly would give wrong labels silently.
 
 Anything else is refused when the detector is built, before any image, with one line
 naming the file, what was found and what is expected. The runtime is ``ai-edge-litert``
@@ -46,14 +49,11 @@ SIGNATURE = "serving_default"
 REQUIRED = ("detection_boxes", "detection_scores", "detection_classes")
 OPTIONAL = ("num_detections",)
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
-POSTPROCESS_ORDER = ("detection_boxes", "detection_classes", "detection_scores",
-                     "num_detections")
 OUTPUT_RANKS = {"detection_boxes": 3, "detection_scores": 2, "detection_classes": 2,
                 "num_detections": 1}
 EXPECTED = ("signature 'serving_default' (or none); one input float32 or uint8 [1, H, W, 3] "
             "with fixed H, W; outputs detection_boxes [1, N, 4], detection_scores [1, N], "
-            "detection_classes [1, N] (float32), num_detections [1] optional; or the four "
-            f"outputs of one {POSTPROCESS_OP} op")
+            "detection_classes [1, N] (float32), num_detections [1] optional")
 # LiteRT's C++ runtime writes this note to stderr when it applies XNNPACK; it tells a user
 # nothing, so it is logged at debug level instead.
 RUNTIME_NOTE = "INFO: Created TensorFlow Lite XNNPACK delegate"
@@ -71,19 +71,16 @@ class TFLiteSpec:
         size_hw: the fixed (height, width) of the input.
         outputs: each output role (``detection_boxes``...) -> its name in the signature
             (or its tensor name).
-        class_offset: added to ``detection_classes`` to give label-map ids.
     """
 
     input_name: str
     dtype: str
     size_hw: tuple[int, int]
     outputs: dict[str, str]
-    class_offset: int = 0
 
     def describe(self) -> str:
-        source = "named outputs" if not self.class_offset else f"{POSTPROCESS_OP} outputs"
         return (f"input {self.input_name!r}: {self.dtype} [1, {self.size_hw[0]}, "
-                f"{self.size_hw[1]}, 3] (letterboxed), {source}")
+                f"{self.size_hw[1]}, 3] (letterboxed), named outputs")
 
 
 class _PlainRunner:
@@ -159,24 +156,13 @@ def inspect_input(inputs: dict, path: Path) -> tuple[str, str, tuple[int, int]]:
     return name, dtype, (dims[1], dims[2])
 
 
-def _postprocess_outputs(interpreter, runner, outputs: dict) -> dict[str, str] | None:
-    """Role -> output name when the model's outputs are exactly the four outputs of its one
-    TFLite_Detection_PostProcess op; None when that cannot be established."""
-    if getattr(runner, "_subgraph_index", 0) != 0 or len(outputs) != 4:
-        return None  # the op list below is the main subgraph's
+def _from_postprocess_op(interpreter) -> bool:
+    """Whether the model ends in a TFLite_Detection_PostProcess op (for the refusal)."""
     try:
         ops = interpreter._get_ops_details()  # LiteRT's only view of the graph's ops
-    except Exception:  # an interpreter without it: no identification, so refuse
-        return None
-    found = [op for op in ops if op.get("op_name") == POSTPROCESS_OP]
-    if len(found) != 1:
-        return None
-    tensors = [int(index) for index in found[0]["outputs"]]
-    by_index = {int(detail["index"]): name for name, detail in outputs.items()}
-    if len(tensors) != 4 or sorted(tensors) != sorted(by_index):
-        return None
-    return {role: by_index[index] for role, index in zip(POSTPROCESS_ORDER, tensors,
-                                                         strict=True)}
+    except Exception:  # an interpreter without it: the refusal just says less
+        return False
+    return any(op.get("op_name") == POSTPROCESS_OP for op in ops)
 
 
 def _check_outputs(roles: dict[str, str], outputs: dict, path: Path) -> None:
@@ -198,15 +184,17 @@ def inspect_tflite(interpreter, path: Path):
     """(runner, TFLiteSpec) of a loaded model, or ModelError naming what was found."""
     runner, inputs, outputs = _entry_points(interpreter, path)
     name, dtype, size_hw = inspect_input(inputs, path)
-    roles, offset = {r: r for r in REQUIRED + OPTIONAL if r in outputs}, 0
-    if not all(role in roles for role in REQUIRED):
-        roles, offset = _postprocess_outputs(interpreter, runner, outputs), 1
-        if roles is None:
-            missing = [role for role in REQUIRED if role not in outputs]
-            raise ModelError(path, f"outputs {sorted(outputs)} lack {missing} and are not "
-                                   f"the outputs of one {POSTPROCESS_OP} op; expected {EXPECTED}")
+    roles = {r: r for r in REQUIRED + OPTIONAL if r in outputs}
+    missing = [role for role in REQUIRED if role not in roles]
+    if missing:
+        why = (f"; its outputs come unnamed from a {POSTPROCESS_OP} op (a classic SSD "
+               "export), whose input scaling and class numbering cannot be told from the "
+               "file: export the model with tsoda export --format tflite"
+               if _from_postprocess_op(interpreter) else "")
+        raise ModelError(path, f"outputs {sorted(outputs)} lack {missing}{why}; "
+                               f"expected {EXPECTED}")
     _check_outputs(roles, outputs, path)
-    return runner, TFLiteSpec(name, dtype, size_hw, roles, offset)
+    return runner, TFLiteSpec(name, dtype, size_hw, roles)
 
 
 @contextlib.contextmanager
@@ -287,8 +275,6 @@ class TFLiteDetector:
         outputs = {role: np.asarray(raw[name]) for role, name in self.spec.outputs.items()}
         if outputs["detection_scores"].ndim == 1:  # a model that drops the batch axis
             outputs = {role: value[None] for role, value in outputs.items()}
-        if self.spec.class_offset:
-            outputs["detection_classes"] = outputs["detection_classes"] + self.spec.class_offset
         return outputs
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -72,19 +72,11 @@ def test_the_detector_runs_one_image_per_call_with_any_sizes_in_a_group(tflite):
     assert detector.batch_key((10, 20)) == detector.batch_key((300, 40))
 
 
-def test_the_postprocess_op_outputs_are_read_in_its_order_with_ids_from_1(tflite):
-    detector = TFLiteDetector(tflite["postprocess"])
-    assert detector.spec.outputs == {"detection_boxes": "output_0",
-                                     "detection_classes": "output_1",
-                                     "detection_scores": "output_2",
-                                     "num_detections": "output_3"}
-    dark, bright = detector.predict([WIDE, np.full((50, 60, 3), 250, np.uint8)])
-    # anchor 0 is the input's top-left quarter: WIDE (scale 0.5, 50 of 64 rows) -> 96 x 64
-    np.testing.assert_allclose(dark.boxes, [[0, 0, 96, 64], [96, 64, 192, 100]], atol=1e-3)
-    assert dark.class_ids.tolist() == [1, 1] and dark.scores.tolist() == pytest.approx([0.6, 0.3])
-    # 60 x 50 at scale 1.28 (77 x 64): the quarter is 48 / (77 / 60) x 32 / 1.28 pixels
-    np.testing.assert_allclose(bright.boxes[0], [0, 0, 48 * 60 / 77, 25], atol=1e-3)
-    assert bright.class_ids.tolist() == [2, 1]  # class index 1 is label-map id 2
+def test_a_classic_postprocess_op_model_is_refused_with_the_reason(tflite):
+    # its outputs would give boxes, but its class numbering and input scaling are unknown
+    with pytest.raises(ModelError, match=r"postprocess\.tflite: outputs .* lack .*unnamed "
+                                         r"from a TFLite_Detection_PostProcess op"):
+        TFLiteDetector(tflite["postprocess"])
 
 
 def test_tta_works_with_a_tflite_model(tflite):
@@ -115,7 +107,7 @@ def _unnamed_outputs_model(path):
     (lambda p: build_color_tflite(p, rank=3), r"found input 'images' float32 \[64, 96, 3\]"),
     (lambda p: build_color_tflite(p, size_hw=None), r"float32 \[1, -1, -1, 3\]"),
     (lambda p: build_color_tflite(p, outputs=("detection_boxes", "detection_scores")),
-     r"lack \['detection_classes'\] and are not the outputs of one TFLite_Detection_Post"),
+     r"lack \['detection_classes'\]; expected signature"),
     (_unnamed_outputs_model, r"lack \['detection_boxes', 'detection_scores', 'detection_c"),
     (lambda p: p.write_bytes(b"not a flatbuffer at all" * 10), r"cannot load \.tflite model"),
     (lambda p: p.write_bytes(b""), r"cannot load \.tflite model"),

@@ -11,7 +11,13 @@ round of training.
 A first stage is identified by the trainer's fingerprint (config and label map), the steps,
 the warm start and the content of its training examples (a digest of the serialized
 ``tf.train.Example`` records, in any order and sharding). Anything else (a later round, a
-pseudo-label stream) trains as usual.
+pseudo-label stream, a round whose own model folder already holds a checkpoint, i.e. one
+begun before stages were shared) trains as usual. A stage records its checkpoint relative to
+its folder; one whose checkpoint is gone is trained again, and one that diverged is reported
+as diverged to every run that needs it (``diverged.json``; delete it to retry).
+
+Time: a run that reuses a stage spends no training time on it, so its round-1 minutes are
+those of export and labelling only.
 """
 
 from __future__ import annotations
@@ -22,8 +28,18 @@ import shutil
 from pathlib import Path
 
 from auto_annotate.fileio import atomic_write_text
+from tsoda.errors import DivergedError
 
 DONE = "stage.json"
+DIVERGED = "diverged.json"
+
+
+def _has_checkpoint(model_dir: Path, checkpoint: str | None = None) -> bool:
+    """Whether ``checkpoint`` (default: any checkpoint in ``model_dir``) exists: a TF
+    checkpoint's index file, or the file itself (test fakes)."""
+    if checkpoint is not None:
+        return Path(checkpoint + ".index").is_file() or Path(checkpoint).is_file()
+    return (model_dir / "checkpoint").is_file() or any(model_dir.glob("*.index"))
 
 
 def records_digest(records: str) -> str:
@@ -63,24 +79,53 @@ class SharedFirstStage:
 
     def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
               pseudo=None) -> str:
-        if pseudo is not None or warm_start != self.trainer.initial_checkpoint:
+        if pseudo is not None or warm_start != self.trainer.initial_checkpoint or \
+                _has_checkpoint(Path(round_dir) / "model"):  # begun in place: resume there
             return self.trainer.train(round_dir, records, steps, warm_start, pseudo=pseudo)
-        key = hashlib.sha256(json.dumps(
-            [self.fingerprint(), steps, warm_start, records_digest(records)]).encode())
-        stage = self.folder / f"stage-{key.hexdigest()[:10]}"
-        done = stage / DONE
-        if done.is_file():
+        stage = self._stage(records, steps, warm_start)
+        checkpoint = self._trained(stage)
+        if checkpoint is not None:
             self.echo(f"first stage: reusing {stage.name} ({steps} steps on the same "
                       "examples, trained before)")
         else:
-            stage.mkdir(parents=True, exist_ok=True)
-            checkpoint = self.trainer.train(stage, records, steps, warm_start)
-            atomic_write_text(done, json.dumps({"checkpoint": str(checkpoint)}) + "\n")
+            checkpoint = self._train(stage, records, steps, warm_start)
         config = stage / "pipeline.config"
         if config.is_file():  # what trained the checkpoint, beside the round that uses it
             Path(round_dir).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(config, Path(round_dir) / "pipeline.config")
-        return json.loads(done.read_text())["checkpoint"]
+        return checkpoint
+
+    def _stage(self, records: str, steps: int, warm_start: str | None) -> Path:
+        key = hashlib.sha256(json.dumps(
+            [self.fingerprint(), steps, warm_start, records_digest(records)]).encode())
+        return self.folder / f"stage-{key.hexdigest()[:10]}"
+
+    @staticmethod
+    def _trained(stage: Path) -> str | None:
+        """The stage's checkpoint if it finished and is still there; raises DivergedError
+        again for a stage that diverged (delete its diverged.json to retry)."""
+        diverged = stage / DIVERGED
+        if diverged.is_file():
+            raise DivergedError(stage, json.loads(diverged.read_text())["step"])
+        done = stage / DONE
+        if not done.is_file():
+            return None
+        checkpoint = str(stage / json.loads(done.read_text())["checkpoint"])
+        if not _has_checkpoint(Path(checkpoint).parent, checkpoint):
+            done.unlink()  # its checkpoint is gone: train it again
+            return None
+        return checkpoint
+
+    def _train(self, stage: Path, records: str, steps: int, warm_start: str | None) -> str:
+        stage.mkdir(parents=True, exist_ok=True)
+        try:
+            checkpoint = self.trainer.train(stage, records, steps, warm_start)
+        except DivergedError as error:
+            atomic_write_text(stage / DIVERGED, json.dumps({"step": error.step}) + "\n")
+            raise
+        relative = Path(checkpoint).resolve().relative_to(stage.resolve())
+        atomic_write_text(stage / DONE, json.dumps({"checkpoint": str(relative)}) + "\n")
+        return str(stage / relative)
 
     def export(self, round_dir: Path, checkpoint: str) -> Path:
         return self.trainer.export(round_dir, checkpoint)
