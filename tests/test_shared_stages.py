@@ -38,18 +38,32 @@ class ConfigTrainer:
         return Path(round_dir) / "export" / checkpoint
 
 
-def _write(folder: Path, shards: list[list[bytes]]) -> str:
+def _example(name: bytes, reverse: bool = False) -> bytes:
+    """A serialized tf.train.Example with two features, their map entries in either order:
+    the same content in other bytes, as two processes may write it. (Serialized messages
+    concatenate to their merge, so each feature is serialized alone.)"""
+    parts = []
+    for key, feature in (("image/filename", tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[name]))), ("image/height", tf.train.Feature(
+                int64_list=tf.train.Int64List(value=[len(name)])))):
+        example = tf.train.Example()
+        example.features.feature[key].CopyFrom(feature)
+        parts.append(example.SerializeToString())
+    return b"".join(reversed(parts) if reverse else parts)
+
+
+def _write(folder: Path, shards: list[list[bytes]], reverse: bool = False) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     for index, records in enumerate(shards):
         with tf.io.TFRecordWriter(str(folder / f"train.record-{index}")) as writer:
             for record in records:
-                writer.write(record)
+                writer.write(_example(record, reverse))
     return str(folder / "train.record*")
 
 
 def test_the_digest_ignores_order_and_sharding_but_not_content(tmp_path):
     a = _write(tmp_path / "a", [[b"x", b"y"], [b"z"]])
-    b = _write(tmp_path / "b", [[b"z", b"x", b"y"]])
+    b = _write(tmp_path / "b", [[b"z", b"x", b"y"]], reverse=True)
     c = _write(tmp_path / "c", [[b"z", b"x", b"w"]])
     assert records_digest(a) == records_digest(b) != records_digest(c)
 

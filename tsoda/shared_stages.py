@@ -43,12 +43,16 @@ def _has_checkpoint(model_dir: Path, checkpoint: str | None = None) -> bool:
 
 
 def records_digest(records: str) -> str:
-    """SHA-256 over the sorted digests of every record matched by the glob ``records``."""
+    """SHA-256 over the sorted digests of every ``tf.train.Example`` matched by the glob
+    ``records``, each serialized deterministically: the same example written by two
+    processes can differ in bytes (the order of its feature map is not fixed)."""
     import tensorflow as tf
 
     files = sorted(tf.io.gfile.glob(records))
-    digests = sorted(hashlib.sha256(record.numpy()).digest()
-                     for record in tf.data.TFRecordDataset(files))
+    digests = sorted(
+        hashlib.sha256(tf.train.Example.FromString(record.numpy())
+                       .SerializeToString(deterministic=True)).digest()
+        for record in tf.data.TFRecordDataset(files))
     return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
