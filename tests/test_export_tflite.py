@@ -247,3 +247,29 @@ def test_without_training_records_the_self_check_is_skipped_with_a_warning(
         result.check.skipped
     assert any("self-check skipped" in r.message for r in caplog.records)
     assert json.loads((tmp_path / "out" / "model.tflite.check.json").read_text())["skipped"]
+
+
+@pytest.mark.slow
+def test_background_scores_never_become_detections(tiny_detector, tmp_path):
+    """Model Garden's TFLite path hands TFLite's NMS op the background column as a class
+    of its own. With background logits raised to 3 (score 0.95) everywhere, the SavedModel
+    (which drops that column) detects as before, and so must the TFLite model."""
+    import tensorflow as tf
+
+    from tsoda.experiment import build_experiment
+    from tsoda.export import latest_checkpoint
+    from tsoda.export_tflite import export_tflite
+    from tsoda.pipeline_config import load_pipeline_config
+    from tsoda.train import build_model_and_task
+
+    config, model_dir, _ = tiny_detector
+    model = build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]
+    tf.train.Checkpoint(model=model).read(latest_checkpoint(model_dir)).expect_partial()
+    (bias,) = [v for v in model.head.variables if v.name.endswith("/scores/bias:0")]
+    values = bias.numpy()
+    values[::2] = 3.0  # channels are (anchor, class) pairs; class 0 is the background
+    bias.assign(values)
+    tf.train.Checkpoint(model=model).write(str(tmp_path / "model" / "ckpt-1"))
+    (tmp_path / "model" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    check = export_tflite(config, tmp_path / "model", tmp_path / "out").check
+    assert check.reference > 0 and check.within_tolerance, check.format()
