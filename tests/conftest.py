@@ -40,6 +40,14 @@ def label_map_path(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory):
+    """(pipeline.config, model dir, VOC folder) of a trained tiny detector, 64x128 input."""
+    from tests.tsoda_helpers import train_tiny_detector
+
+    return train_tiny_detector(tmp_path_factory.mktemp("tiny_detector"))
+
+
+@pytest.fixture(scope="session")
 def flames_dir() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared flames data not found at {SHARED_DATA}")

@@ -70,3 +70,21 @@ def synthetic_voc(folder: Path, count: int = 8, seed: int = 0) -> Path:
             filename=f"img{index}.png", width=width, height=height,
             objects=tuple(voc.VocObject("flame", tuple(map(float, r))) for r in rects)))
     return folder
+
+
+def train_tiny_detector(root: Path, height: int = 64, width: int = 128, steps: int = 200):
+    """A tiny detector with a non-square input, trained on synthetic_voc until it finds the
+    red patches with scores near 0.9 (about 20 s). Returns (config, model_dir, data_dir)."""
+    from tsoda.tfrecords import write_tfrecords
+    from tsoda.train import train
+
+    data = synthetic_voc(root / "data", count=8)
+    label_map = root / "label_map.pbtxt"
+    label_map.write_text('item { id: 1 name: "flame" }\n')
+    write_tfrecords(data, data, label_map, root / "train.record")
+    config = write_tiny_config(root / "tiny.config", str(root / "train.record*"), label_map,
+                               steps=steps)
+    config.write_text(config.read_text().replace("height: 128 width: 128",
+                                                 f"height: {height} width: {width}"))
+    train(config, root / "model", progress=False)
+    return config, root / "model", data

@@ -71,6 +71,12 @@ def _export_graph(experiment, checkpoint: str, staging: Path) -> None:
 NMS_VERSIONS = ("batched", "v2", "v1")
 
 
+def write_config_files(output_dir: str | Path, pipeline, label_map: Path) -> None:
+    """Writes the pipeline.config and a copy of its label map beside an exported model."""
+    atomic_write_text(Path(output_dir) / "pipeline.config", to_text(pipeline))
+    atomic_write_bytes(Path(output_dir) / "label_map.pbtxt", label_map.read_bytes())
+
+
 def export(pipeline_config_path: str | Path, model_dir: str | Path,
            output_dir: str | Path, nms_version: str = "batched",
            checkpoint: str | None = None) -> Path:
@@ -108,7 +114,6 @@ def export(pipeline_config_path: str | Path, model_dir: str | Path,
         saved_model = _swap_in(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    atomic_write_text(output_dir / "pipeline.config", to_text(pipeline))
-    atomic_write_bytes(output_dir / "label_map.pbtxt", label_map.read_bytes())
+    write_config_files(output_dir, pipeline, label_map)
     LOG.info("exported %s to %s", checkpoint, saved_model)
     return saved_model

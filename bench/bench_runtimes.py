@@ -1,0 +1,215 @@
+"""Labelling runtimes: today's export, the fast-NMS export and LiteRT (fp32, fp16, int8).
+
+The bundled seed detector (tsoda/demo/seed_model) is turned back into a checkpoint and
+exported five ways: SavedModel with Model Garden's default NMS ("v2", what `tsoda export`
+wrote before: the original tool's model), SavedModel with batched NMS (today's default), and
+`.tflite` as float32, float16 weights and int8 (calibrated on flames/train). Then, on one
+folder (default ../shared/data/flames/test), in one run with repeats interleaved:
+
+(a) limit: each runtime alone on pre-decoded input, one image per call (SavedModel: the
+    upright uint8 image; LiteRT: the letterboxed float32 frame, prepared beforehand);
+(b) auto_annotate end to end with that model (decode, letterbox if needed, model, XML,
+    manifest);
+(c) the original tool's way: one image at a time, PIL decode, EXIF transpose, the v2
+    SavedModel, XML written.
+
+Prints images/s (min / median over repeats) and the ratios (b)/(a) and (b)/(c), plus
+mAP@0.5 on the folder for each model (so the cost of quantization is a number); writes
+bench/results/runtimes.json. The exports are kept in --work_dir and reused.
+
+Usage: python bench/bench_runtimes.py [--imgs_path DIR] [--repeats 3] [--work_dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from bench_labelling import THRESHOLD, naive  # noqa: E402
+from common import DEFAULT_TEST_IMAGES, FLAMES, SEED_MODEL, machine, write_results  # noqa: E402
+
+from auto_annotate import load_detector  # noqa: E402
+from auto_annotate.annotate import Options, annotate_folder  # noqa: E402
+from auto_annotate.images import decode_image, list_images  # noqa: E402
+from auto_annotate.label_map import load_label_map  # noqa: E402
+from auto_annotate.letterbox import letterbox_image  # noqa: E402
+from auto_annotate.litert import cpu_cores, runtime_notes_hidden  # noqa: E402
+
+RUNTIMES = ("saved_model_v2", "saved_model_batched", "tflite_fp32", "tflite_fp16",
+            "tflite_int8")
+QUANTIZE = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_int8": "int8"}
+
+
+def _config(work: Path) -> Path:
+    """The seed model's pipeline.config with the flames label map and training records."""
+    from tsoda.pipeline_config import load_pipeline_config, to_text
+    from tsoda.tfrecords import write_tfrecords
+
+    records = work / "train.record"
+    if not list(work.glob("train.record*")):
+        write_tfrecords(FLAMES / "train", FLAMES / "train", FLAMES / "label_map.pbtxt",
+                        records, num_shards=2)
+    pipeline = load_pipeline_config(SEED_MODEL.parent / "pipeline.config")
+    pipeline.train_input_reader.label_map_path = str(FLAMES / "label_map.pbtxt")
+    reader = pipeline.train_input_reader.tf_record_input_reader
+    del reader.input_path[:]
+    reader.input_path.append(str(work / "train.record*"))
+    path = work / "pipeline.config"
+    path.write_text(to_text(pipeline), encoding="utf-8")
+    return path
+
+
+def prepare(work: Path) -> dict[str, Path]:
+    """The five exports of the seed model (made once, kept in ``work``)."""
+    from tsoda.export import export
+    from tsoda.export_tflite import export_tflite
+    from tsoda.reexport import checkpoint_from_saved_model
+
+    work.mkdir(parents=True, exist_ok=True)
+    config, model_dir = _config(work), work / "model"
+    if not (model_dir / "checkpoint").is_file():
+        checkpoint_from_saved_model(config, SEED_MODEL, model_dir)
+    models = {}
+    for nms in ("v2", "batched"):
+        out = work / f"saved_model_{nms}"
+        if not (out / "saved_model" / "saved_model.pb").is_file():
+            export(config, model_dir, out, nms_version=nms)
+        models[f"saved_model_{nms}"] = out / "saved_model"
+    for name, quantize in QUANTIZE.items():
+        out = work / name
+        if not (out / "model.tflite").is_file():
+            export_tflite(config, model_dir, out, quantize=quantize)
+        models[name] = out / "model.tflite"
+    return models
+
+
+def _alone_saved_model(path: Path, images: list[np.ndarray]):
+    function = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def run() -> float:
+        start = time.perf_counter()
+        for image in images:
+            outputs = function(input_tensor=tf.constant(image[None]))
+            _ = [value.numpy() for value in outputs.values()]
+        return time.perf_counter() - start
+    return run
+
+
+def _alone_tflite(path: Path, images: list[np.ndarray]):
+    from ai_edge_litert.interpreter import Interpreter
+
+    with runtime_notes_hidden():
+        runner = Interpreter(model_path=str(path), num_threads=cpu_cores()) \
+            .get_signature_runner("serving_default")
+    (name,) = runner.get_input_details()
+    (height, width) = runner.get_input_details()[name]["shape"][1:3]
+    frames = [letterbox_image(image, (int(height), int(width)))[0][None] for image in images]
+
+    def run() -> float:
+        start = time.perf_counter()
+        for frame in frames:
+            runner(**{name: frame})
+        return time.perf_counter() - start
+    return run
+
+
+def end_to_end(model: Path, label_map, imgs: Path, batch_size: int) -> float:
+    """(b): seconds for auto_annotate on the folder, writing into a fresh folder."""
+    detector = load_detector(model, batch_size)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        summary = annotate_folder(detector, label_map, imgs, out,
+                                  Options(threshold=THRESHOLD, progress=False))
+        seconds = time.perf_counter() - start
+    assert summary.exit_code == 0, summary.format()
+    return seconds
+
+
+def _row(rates: dict[str, list[float]], naive_rates: list[float]) -> dict:
+    row = {k: {"min": min(v), "median": statistics.median(v), "runs": v}
+           for k, v in rates.items()}
+    row["b_over_a"] = statistics.median(b / a for a, b in zip(rates["a"], rates["b"],
+                                                                strict=True))
+    row["b_over_c"] = statistics.median(b / c for b, c in zip(rates["b"], naive_rates,
+                                                                strict=True))
+    return row
+
+
+def measure(models: dict[str, Path], imgs: Path, repeats: int, batch_size: int) -> dict:
+    label_map = load_label_map(FLAMES / "label_map.pbtxt")
+    paths = list_images(imgs)
+    images = [decode_image(path).upright for path in paths]
+    alone = {name: (_alone_tflite if path.suffix == ".tflite" else _alone_saved_model)(
+        path, images) for name, path in models.items()}
+    original = tf.saved_model.load(str(models["saved_model_v2"])).signatures["serving_default"]
+    for run in alone.values():  # warm-up: first calls of each runtime
+        run()
+    times = {name: {"a": [], "b": []} for name in models}
+    naive_times = []
+    for _ in range(repeats):
+        for name, path in models.items():
+            times[name]["a"].append(alone[name]())
+            times[name]["b"].append(end_to_end(path, label_map, imgs, batch_size))
+        naive_times.append(naive(original, paths))
+    naive_rates = [len(paths) / s for s in naive_times]
+    results = {name: _row({k: [len(paths) / s for s in v] for k, v in parts.items()},
+                          naive_rates) for name, parts in times.items()}
+    results["original_tool"] = {"c": {"min": min(naive_rates),
+                                      "median": statistics.median(naive_rates),
+                                      "runs": naive_rates}}
+    return results
+
+
+def accuracy(models: dict[str, Path], imgs: Path) -> dict[str, float]:
+    from tsoda.evaluate import evaluate_detector
+
+    label_map = load_label_map(FLAMES / "label_map.pbtxt")
+    return {name: evaluate_detector(load_detector(path, 8), label_map, imgs).map50
+            for name, path in models.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--imgs_path", type=Path, default=DEFAULT_TEST_IMAGES)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--work_dir", type=Path, default=HERE / ".work" / "runtimes")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    models = prepare(args.work_dir)
+    sizes = {name: sum(p.stat().st_size for p in ([path] if path.is_file()
+                                                  else path.rglob("*")) if p.is_file())
+             for name, path in models.items()}
+    results = measure(models, args.imgs_path, args.repeats, args.batch_size)
+    maps = accuracy(models, args.imgs_path)
+    count = len(list_images(args.imgs_path))
+    print(f"{count} images, {args.repeats} repeats; images/s min / median")
+    original = results["original_tool"]["c"]
+    print(f"{'original tool (c)':22s} {original['min']:6.1f} / {original['median']:6.1f}")
+    for name in models:
+        row = results[name]
+        row.update(map50=maps[name], bytes=sizes[name])
+        print(f"{name:22s} (a) {row['a']['min']:6.1f} / {row['a']['median']:6.1f}   "
+              f"(b) {row['b']['min']:6.1f} / {row['b']['median']:6.1f}   "
+              f"b/a {row['b_over_a']:.2f}  b/c {row['b_over_c']:.2f}   "
+              f"mAP@0.5 {maps[name]:.4f}  {sizes[name] / 2**20:.1f} MiB")
+    write_results("runtimes", {"machine": machine(), "images": count,
+                               "imgs_path": args.imgs_path.name, "threshold": THRESHOLD,
+                               "batch_size": args.batch_size, "results": results})
+
+
+if __name__ == "__main__":
+    main()
