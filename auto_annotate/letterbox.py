@@ -94,14 +94,13 @@ def resize_bilinear(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
         return image.astype(np.float32)
     top_y, bottom_y, weight_y = _axis_weights(height, size_hw[0])
     left_x, right_x, weight_x = _axis_weights(width, size_hw[1])
-    # rows first, so only the rows needed are converted to float (photos are large)
-    top_rows = image[top_y].astype(np.float32)
-    bottom_rows = image[bottom_y].astype(np.float32)
-    weight_x = weight_x[None, :, None]
-    top = top_rows[:, left_x] + (top_rows[:, right_x] - top_rows[:, left_x]) * weight_x
-    bottom = bottom_rows[:, left_x] + (bottom_rows[:, right_x] - bottom_rows[:, left_x]) \
-        * weight_x
-    return top + (bottom - top) * weight_y[:, None, None]
+    # rows first, so only the rows needed are converted to float (photos are large); then
+    # columns, gathered with take (faster than fancy indexing of the middle axis). TF blends
+    # columns first: the results differ by float rounding only (< 1e-4 of 0-255).
+    top = image[top_y].astype(np.float32)
+    rows = top + (image[bottom_y].astype(np.float32) - top) * weight_y[:, None, None]
+    left = np.take(rows, left_x, axis=1)
+    return left + (np.take(rows, right_x, axis=1) - left) * weight_x[None, :, None]
 
 
 def letterbox_image(image: np.ndarray, input_hw: tuple[int, int],
@@ -119,9 +118,11 @@ def letterbox_image(image: np.ndarray, input_hw: tuple[int, int],
     if dtype not in ("float32", "uint8"):
         raise ValueError(f"dtype must be float32 or uint8, got {dtype!r}")
     box = plan_letterbox(image.shape[:2], input_hw)
+    (height, width), pad = box.scaled_hw, np.asarray(PAD_RGB, dtype=np.float32)
     result = np.empty((*box.input_hw, 3), dtype=np.float32)
-    result[:] = np.asarray(PAD_RGB, dtype=np.float32)
-    result[:box.scaled_hw[0], :box.scaled_hw[1]] = resize_bilinear(image, box.scaled_hw)
+    result[:height, :width] = resize_bilinear(image, box.scaled_hw)
+    result[height:] = pad  # below the image
+    result[:height, width:] = pad  # right of it
     if dtype == "uint8":
         result = np.clip(np.rint(result), 0, 255).astype(np.uint8)
     return result, box

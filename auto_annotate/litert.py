@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Hashable, Iterator, Sequence
@@ -54,9 +55,6 @@ OUTPUT_RANKS = {"detection_boxes": 3, "detection_scores": 2, "detection_classes"
 EXPECTED = ("signature 'serving_default' (or none); one input float32 or uint8 [1, H, W, 3] "
             "with fixed H, W; outputs detection_boxes [1, N, 4], detection_scores [1, N], "
             "detection_classes [1, N] (float32), num_detections [1] optional")
-# LiteRT's C++ runtime writes this note to stderr when it applies XNNPACK; it tells a user
-# nothing, so it is logged at debug level instead.
-RUNTIME_NOTE = "INFO: Created TensorFlow Lite XNNPACK delegate"
 INSTALL_HINT = ("reading a .tflite model needs the LiteRT runtime (ai-edge-litert), which "
                 "is not installed: pip install '.[litert]'")
 
@@ -197,10 +195,16 @@ def inspect_tflite(interpreter, path: Path):
     return runner, TFLiteSpec(name, dtype, size_hw, roles)
 
 
+# Lines native code writes to stderr that tell a user nothing: LiteRT's XNNPACK note, and the
+# TFLite converter's absl info/warning lines ("W0000 00:00:... file.cc:364] Ignored ...").
+QUIET_NATIVE = re.compile(r"^(INFO: Created TensorFlow Lite XNNPACK delegate|[IW]\d{4} "
+                          r"\d\d:\d\d:|WARNING: All log messages before absl::InitializeLog)")
+
+
 @contextlib.contextmanager
-def runtime_notes_hidden() -> Iterator[None]:
-    """Captures what the C++ runtime writes to stderr (file descriptor 2) in the block, and
-    writes it back afterwards, without LiteRT's XNNPACK note."""
+def runtime_notes_hidden(quiet: re.Pattern = QUIET_NATIVE) -> Iterator[None]:
+    """Captures what native code writes to stderr (file descriptor 2) in the block, and
+    writes it back afterwards, except the lines ``quiet`` matches (logged at debug level)."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -217,7 +221,7 @@ def runtime_notes_hidden() -> Iterator[None]:
                 os.close(saved)
             capture.seek(0)
             for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.startswith(RUNTIME_NOTE):
+                if quiet.match(line):
                     LOG.debug("%s", line)
                 else:
                     print(line, file=sys.stderr)

@@ -240,3 +240,21 @@ def test_background_scores_never_become_detections(tiny_detector, tmp_path):
     (tmp_path / "model" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     check = export_tflite(config, tmp_path / "model", tmp_path / "out").check
     assert check.reference > 0 and check.within_tolerance, check.format()
+
+
+@pytest.mark.slow
+def test_the_command_shows_our_lines_not_the_converters(tiny_detector, tmp_path):
+    import subprocess
+    import sys
+
+    config, model_dir, _ = tiny_detector
+    done = subprocess.run(
+        [sys.executable, "-m", "tsoda", "export", "--pipeline_config_path", str(config),
+         "--model_dir", str(model_dir), "--output_dir", str(tmp_path), "--format", "tflite",
+         "--quiet"], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "self-check:" in done.stdout
+    noise = [line for line in done.stderr.splitlines()
+             if (line[:1] in "IWE" and line[1:5].isdigit()) or "absl" in line
+             or "(letterboxed)" in line]  # the self-check's temporary detector
+    assert not noise, done.stderr

@@ -266,3 +266,15 @@ def test_labelling_with_a_tflite_never_imports_tensorflow(tflite, label_map_path
     _, wide = _labelled(imgs / "wide.xml")
     assert wide == [("flame", (11, 7, 30, 26)), ("smoke", (51, 41, 100, 70))]
     assert result.stderr == ""  # no runtime notes (XNNPACK) on the console either
+
+
+def test_native_notes_are_kept_off_the_console_and_the_rest_goes_through(capfd):
+    from auto_annotate.litert import runtime_notes_hidden
+
+    with runtime_notes_hidden():
+        for line in ("W0000 00:00:1796092696.212596   11569 helpers.cc:364] Ignored output_format.",
+                     "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+                     "WARNING: All log messages before absl::InitializeLog() is called are "
+                     "written to STDERR", "E0000 00:00:17.5 op.cc:1] a real error"):
+            os.write(2, (line + "\n").encode())
+    assert capfd.readouterr().err == "E0000 00:00:17.5 op.cc:1] a real error\n"

@@ -37,7 +37,7 @@ import tensorflow as tf
 from auto_annotate.errors import error_line
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
 from auto_annotate.letterbox import letterbox_image
-from auto_annotate.litert import TFLiteDetector
+from auto_annotate.litert import TFLiteDetector, runtime_notes_hidden
 from tsoda import tflite_check
 from tsoda.errors import TrainingError
 from tsoda.experiment import build_experiment
@@ -155,7 +155,8 @@ def convert(serving: TfliteServing, quantize: str,
     elif quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([frame[None]] for frame in calibration())
-    return converter.convert()
+    with runtime_notes_hidden():  # the converter's absl lines: debug log, not the console
+        return converter.convert()
 
 
 def training_images(pipeline, source: str | Path) -> Iterator[np.ndarray]:
@@ -195,6 +196,18 @@ def _reference(experiment, checkpoint: str):
     return detect
 
 
+def _quietly(build, *args):
+    """``build(*args)`` with auto_annotate's model description kept at debug level (the
+    self-check's temporary file is no news to the user)."""
+    logger = logging.getLogger("auto_annotate")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        return build(*args)
+    finally:
+        logger.setLevel(level)
+
+
 def _convert_and_check(experiment, checkpoint: str, quantize: str, pipeline, source):
     """(flat buffer, SelfCheck); the check is skipped when there are no training images."""
     input_hw = experiment.input_hw
@@ -214,7 +227,7 @@ def _convert_and_check(experiment, checkpoint: str, quantize: str, pipeline, sou
     with tempfile.TemporaryDirectory() as folder:  # the client reads models from files
         path = Path(folder) / MODEL_NAME
         path.write_bytes(content)
-        detector = TFLiteDetector(path)
+        detector = _quietly(TFLiteDetector, path)
         check = tflite_check.self_check(lambda image: detector.predict([image])[0],
                                         _reference(experiment, checkpoint), images, quantize)
     return content, check
