@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class DecodedImage:
     """An image ready for a detector.
 
     Attributes:
-        path: the file.
+        path: the file (a URL read through Beam's file systems stays a string).
         upright: uint8 (H, W, 3) RGB pixels with the EXIF orientation applied.
         stored_hw: (height, width) of the pixels as stored in the file (what LabelImg shows).
         orientation: the EXIF orientation (1-8) that turns the stored pixels upright.
@@ -39,7 +40,7 @@ class DecodedImage:
     image: LabelImg reads images with Qt's EXIF auto-transform switched on.
     """
 
-    path: Path
+    path: Path | str
     upright: np.ndarray
     stored_hw: tuple[int, int]
     orientation: int
@@ -126,15 +127,19 @@ def _transpose(image: Image.Image, orientation: int) -> Image.Image:
     return image.transpose(method)
 
 
-def decode_image(path: str | Path) -> DecodedImage:
+def decode_image(path: str | Path, data: bytes | None = None) -> DecodedImage:
     """Decodes an image file fully (so truncated files fail here, not later).
+
+    Args:
+        path: the file; with ``data``, only its name (a URL is kept as given).
+        data: the file's bytes, when read elsewhere (e.g. through Beam's file systems).
 
     Raises:
         ImageError: when the file cannot be opened or decoded.
     """
-    path = Path(path)
+    path = path if data is not None and "://" in str(path) else Path(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data) if data is not None else path) as image:
             image.load()
             orientation = _orientation(image)
             stored_hw = (image.height, image.width)
