@@ -23,13 +23,17 @@ from auto_annotate.fileio import atomic_write_text
 from auto_annotate.images import DecodedImage, decode_image, scan_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.labelling import (
+    BROKEN_LINK,
     Options,
     decide,
     failed_record,
     make_label,
+    not_overwriting,
     predefined_classes_text,
     read_label_file,
+    shared_label,
     write_blocked,
+    write_failure,
 )
 from auto_annotate.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
 from auto_annotate.model import Detector
@@ -72,7 +76,7 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
     scan = scan_images(imgs_root, recursive)
     summary.ignored = scan.ignored
     for link in scan.broken_links:
-        summary.fail(link, "broken symbolic link (its target does not exist)")
+        summary.fail(link, BROKEN_LINK)
     for image in scan.images:
         rel = image.relative_to(imgs_root)
         task = Task(image, rel.as_posix(), xml_root / rel.parent / (image.stem + ".xml"))
@@ -85,8 +89,7 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
             continue
         names = ", ".join(task.rel for task in group)
         for task in group:
-            summary.fail(task.image, f"label file {xml_path.name} would be shared by {names}; "
-                                     "rename one of them")
+            summary.fail(task.image, shared_label(xml_path.name, names))
     return tasks
 
 
@@ -107,7 +110,7 @@ def select_tasks(tasks: list[Task], options: Options, manifest: dict[str, dict],
         try:
             outcome = _already_done(task, options, manifest.get(task.rel))
         except (VocError, OSError) as error:
-            summary.fail(task.image, f"{getattr(error, 'problem', error)}; not overwriting it")
+            summary.fail(task.image, not_overwriting(error))
             continue
         if isinstance(outcome, Task):
             todo.append(outcome)
@@ -175,13 +178,14 @@ def finish_image(task: Task, image: DecodedImage, detections: Detections,
         if blocked:
             return Result(task, "skipped", {"reason": blocked})
     if not manifest.append(label.record):
-        return _failed(task, f"not labelled: {manifest.error.problem}")
+        return failed_result(task, f"not labelled: {manifest.error.problem}")
     if label.text is not None:
         atomic_write_text(task.xml, label.text)
     return Result(task, label.status, label.record)
 
 
-def _failed(task: Task, reason: str) -> Result:
+def failed_result(task: Task, reason: str) -> Result:
+    """A failed image's result, with its manifest record."""
     return Result(task, "failed", failed_record(task.rel, reason))
 
 
@@ -191,7 +195,7 @@ def predict_group(group, detector: Detector) -> Iterator[Result | tuple]:
     images = [(task, item) for task, item in group if isinstance(item, DecodedImage)]
     for task, item in group:
         if isinstance(item, ImageError):
-            yield _failed(task, item.problem)
+            yield failed_result(task, item.problem)
     if not images:
         return
     try:
@@ -199,12 +203,12 @@ def predict_group(group, detector: Detector) -> Iterator[Result | tuple]:
     except Exception as error:  # one failing batch must not end the run
         reason = f"model failed: {error_line(error)}"
         for task, _ in images:
-            yield _failed(task, reason)
+            yield failed_result(task, reason)
         return
     for (task, image), detections in zip(images, predictions, strict=True):
         problem = non_finite_problem(detections)
         if problem:
-            yield _failed(task, problem)
+            yield failed_result(task, problem)
         else:
             yield task, image, to_label_frame(detections, image)
 
@@ -215,7 +219,7 @@ def finish_safely(task: Task, image: DecodedImage, detections: Detections,
     try:
         return finish_image(task, image, detections, label_map, options, manifest)
     except (OSError, AnnotateError) as error:
-        return _failed(task, f"cannot write label {task.xml}: {error}")
+        return failed_result(task, write_failure(task.xml, error))
 
 
 def _done(result: Result) -> Future:

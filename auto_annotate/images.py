@@ -52,7 +52,8 @@ class DecodedImage:
         return self.upright.shape[0], self.upright.shape[1]
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
+    """Sort key: numbers in names compare as numbers (img2 before img10), case ignored."""
     return [int(part) if part.isdigit() else part.lower()
             for part in re.split(r"(\d+)", path.as_posix())]
 
@@ -82,7 +83,7 @@ def scan_images(root: str | Path, recursive: bool = False) -> ImageScan:
     for path in found:
         if path.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
             ignored[path.suffix.lower()] = ignored.get(path.suffix.lower(), 0) + 1
-    order = lambda p: _natural_key(p.relative_to(root))  # noqa: E731
+    order = lambda p: natural_key(p.relative_to(root))  # noqa: E731
     return ImageScan(sorted((p for p in ours if p.is_file()), key=order),
                      sorted((p for p in ours if p.is_symlink() and not p.exists()), key=order),
                      dict(sorted(ignored.items())))

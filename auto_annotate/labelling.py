@@ -28,6 +28,22 @@ from auto_annotate.label_map import LabelMap
 LOG = logging.getLogger(__name__)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 ReadLabel = Callable[[], "bytes | None"]
+BROKEN_LINK = "broken symbolic link (its target does not exist)"
+
+
+def shared_label(xml_name: str, names: str) -> str:
+    """Why images whose label files would collide (a.jpg, a.png) are not labelled."""
+    return f"label file {xml_name} would be shared by {names}; rename one of them"
+
+
+def not_overwriting(error: Exception) -> str:
+    """Why an image whose existing label cannot be read is not labelled again."""
+    return f"{getattr(error, 'problem', error)}; not overwriting it"
+
+
+def write_failure(xml, error: Exception) -> str:
+    """Why an image's label could not be written."""
+    return f"cannot write label {xml}: {error}"
 
 
 @dataclass(frozen=True)
