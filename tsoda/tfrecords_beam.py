@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import json
 import posixpath
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from auto_annotate.beam import results
-from auto_annotate.beam.files import is_url, read_bytes, write_atomic
+from auto_annotate.beam.files import is_url, read_bytes, remove_folder, write_atomic
 from auto_annotate.errors import AnnotateError, ImageError, VocError
 from auto_annotate.label_map import LabelMap
 from auto_annotate.voc import parse_voc
@@ -199,9 +198,5 @@ def write_tfrecords_beam(xml_dir, image_dir, label_map: LabelMap, output_path,
                          results.take_report(join(job.work, "report")))
         report.output_paths = _outputs(job, report.examples)
     finally:
-        if is_url(job.work):
-            FileSystems.delete([m.path for m in FileSystems.match([job.work + "/*"])[0]
-                                .metadata_list])
-        else:
-            shutil.rmtree(job.work, ignore_errors=True)
+        remove_folder(job.work)
     return report

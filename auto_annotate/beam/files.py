@@ -7,6 +7,7 @@ write with fsync and the usual permissions), so both runs write the same labels.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import shutil
 import tempfile
@@ -156,3 +157,16 @@ def load_label_map_anywhere(path: str) -> LabelMap:
         return parse_label_map(read_bytes(path).decode("utf-8"), path)
     except (OSError, UnicodeDecodeError) as error:
         raise LabelMapError(path, f"cannot read label map ({error})") from None
+
+
+def remove_folder(folder: str) -> None:
+    """Deletes a folder and what it holds (an object store's "folder": every object
+    under it); missing is fine."""
+    if not is_url(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    found = FileSystems.match([folder.rstrip("/") + "/**"])[0].metadata_list
+    if found:
+        FileSystems.delete([m.path for m in found])
+    with contextlib.suppress(Exception):  # a file system without folders has none left
+        FileSystems.delete([folder.rstrip("/") + "/"])

@@ -5,7 +5,7 @@ back, then deleted, by the driver. Shared by the labelling and TFRecord pipeline
 from __future__ import annotations
 
 import json
-import shutil
+import posixpath
 from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import TaggedOutput
 
-from auto_annotate.beam.files import is_url, read_bytes
+from auto_annotate.beam.files import is_url, read_bytes, remove_folder
 
 REPORT = "report"
 
@@ -39,14 +39,10 @@ def counters(result, namespace: str) -> dict[str, int]:
 
 
 def take_report(prefix: str) -> list[list[str]]:
-    """The report's lines (sorted), read from its shards, which are then deleted (with
-    their folder, for a local path)."""
+    """The report's lines (sorted), read from its shards, which are then deleted with
+    their folder."""
     paths = [m.path for m in FileSystems.match([prefix + "*"])[0].metadata_list]
     lines = [json.loads(line) for path in paths
              for line in read_bytes(path).decode("utf-8").splitlines() if line.strip()]
-    if is_url(prefix):
-        if paths:
-            FileSystems.delete(paths)
-    else:
-        shutil.rmtree(Path(prefix).parent, ignore_errors=True)
+    remove_folder(posixpath.dirname(prefix) if is_url(prefix) else str(Path(prefix).parent))
     return sorted(lines)
