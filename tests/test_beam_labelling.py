@@ -79,9 +79,17 @@ def _beam(data, xml: Path, capsys, *runner: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def test_beam_writes_the_cli_labels_manifest_and_summary(data, cli_run, capsys):
+def test_beam_writes_the_cli_labels_manifest_and_summary(data, cli_run, capsys, monkeypatch):
+    from auto_annotate.beam import run
+
+    metrics, real_counters = [], run.counters
+    monkeypatch.setattr(run, "counters", lambda *a: metrics.append(real_counters(*a))
+                        or metrics[-1])
     xml = data["root"] / "beam"
     code, out = _beam(data, xml, capsys)
+    assert {k: v for k, v in metrics[0].items() if v} == {  # the run's Beam metrics
+        "found": 10, "annotated": 6, "empty": 2, "failed": 1, "box_errors": 1,
+        "boxes_written": 7, "skipped_verified": 1, "ignored.gif": 1}
     assert code == cli_run["code"] == 1  # the corrupt image and the unknown class
     labels = _labels(xml)
     assert labels == _labels(cli_run["xml"])

@@ -83,10 +83,7 @@ def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a detector from a pipeline.config")
+def _add_train_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--pipeline_config_path", required=True)
     train.add_argument("--model_dir", required=True)
     train.add_argument("--num_train_steps", type=_positive,
@@ -100,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "several machines, from the TF_CONFIG environment variable (every "
                             "worker runs this command with the same --model_dir, which all "
                             "must reach; only the chief writes there)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a detector from a pipeline.config")
+    _add_train_flags(train)
     export = commands.add_parser("export", help="export the latest checkpoint as a SavedModel")
     export.add_argument("--pipeline_config_path", required=True)
     export.add_argument("--model_dir", required=True)

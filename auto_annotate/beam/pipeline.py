@@ -92,7 +92,9 @@ def count(name: str, value: int = 1) -> None:
 
 
 def problem(path: str, reason: str, kind: str = "failed") -> TaggedOutput:
-    """A line of the run's report: a failed image or a dropped box, with the reason."""
+    """A line of the run's report: a failed image or a dropped box (``kind`` "box"), with
+    the reason; counted as ``failed`` or ``box_errors``."""
+    count("failed" if kind == "failed" else "box_errors")
     return results.report_line(kind, path, reason)
 
 
@@ -190,12 +192,10 @@ def account(result: Result):
         count(f"skipped_{result.record['reason']}")
         return
     if result.status == "failed":
-        count("failed")
         yield problem(result.task.image, result.record["error"])
         yield result.record
         return
     for error in result.record["errors"]:
-        count("box_errors")
         yield problem(result.task.image, error, kind="box")
     count(result.status)
     count("boxes_written", len(result.record["boxes"]))
