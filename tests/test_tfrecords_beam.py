@@ -51,13 +51,16 @@ def data(tmp_path):
     return folder
 
 
-def test_beam_records_hold_the_local_examples_and_report(data, tmp_path, capsys):
+@pytest.mark.parametrize("workers", [[], ["--direct_num_workers", "2",
+                                           "--direct_running_mode", "multi_processing"]],
+                         ids=["in_process", "two_processes"])
+def test_beam_records_hold_the_local_examples_and_report(data, tmp_path, capsys, workers):
     label_map = tmp_path / "label_map.pbtxt"
     local = write_tfrecords(data, data, label_map, tmp_path / "local" / "train.record", 2)
     code = _script_main()(["--xml_dir", str(data), "--image_dir", str(data),
                            "--label_map_path", str(label_map), "--output_path",
                            str(tmp_path / "beam" / "train.record"), "--num_shards", "2",
-                           "--beam", "--runner", "DirectRunner"])
+                           "--beam", "--runner", "DirectRunner", *workers])
     out = capsys.readouterr().out
     assert code == 1  # as locally: one file skipped, one box dropped
     beam_shards = sorted((tmp_path / "beam").iterdir())
