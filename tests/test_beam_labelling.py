@@ -115,6 +115,17 @@ def test_beam_writes_the_cli_labels_manifest_and_summary(data, cli_run, capsys, 
     assert len({s.name.rsplit("-", 3)[0] for s in shards}) == 2  # one shard set per run
     assert _records(xml) == _records(cli_run["xml"])
 
+    edited = voc.VocAnnotation("wide.png", 128, 40)  # a person saved it, not verified
+    voc.write_voc(xml / "wide.xml", edited)
+    code, out = _beam(data, xml, capsys, "--overwrite")  # the CLI's rules, via the manifest
+    assert "annotated:         5" in out and "no detection:      2" in out
+    assert "skipped:           2 (1 label file edited since auto_annotate wrote it, kept, " \
+           "1 verified in LabelImg)" in out
+    assert voc.read_voc(xml / "wide.xml") == edited
+    assert voc.read_voc(xml / "verified.xml") == VERIFIED
+    assert {k: v for k, v in _labels(xml).items() if k != "wide.xml"} == \
+        {k: v for k, v in _labels(cli_run["xml"]).items() if k != "wide.xml"}
+
 
 def test_beam_with_two_worker_processes_writes_the_same_labels(data, cli_run, capsys):
     xml = data["root"] / "beam2"
