@@ -145,3 +145,21 @@ def test_usage_errors_are_one_line_before_any_pipeline(data, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "model does not exist" in err[0]
     assert not (tmp_path / "xml" / "predefined_classes.txt").exists()
+
+
+def test_a_tflite_model_with_tta_labels_as_the_cli_does(data, capsys):
+    from tests.helpers import build_color_tflite
+
+    pytest.importorskip("ai_edge_litert")
+    model = build_color_tflite(data["root"] / "color.tflite")
+    flags = ["--model_path", str(model), "--label_map_path", str(data["label_map"]),
+             "--imgs_path", str(data["imgs"]), "--recursive", "--tta", "flip", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli_main([*flags, "--xml_path", str(data["root"] / "tflite_cli")])
+    code = beam_main([*flags, "--xml_path", str(data["root"] / "tflite_beam"),
+                      "--runner", "DirectRunner"])
+    assert code == 1 and "annotated:         7" in capsys.readouterr().out
+    assert _labels(data["root"] / "tflite_beam") == _labels(data["root"] / "tflite_cli")
+    records = _records(data["root"] / "tflite_beam")
+    assert records == _records(data["root"] / "tflite_cli")
+    assert records["both.png"]["model"].endswith("+tta:flip")
