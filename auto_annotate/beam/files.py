@@ -12,6 +12,7 @@ import posixpath
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,9 +130,21 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+    """:func:`localize` for the duration of a block; the copy is removed after it."""
+    local = localize(path)
+    try:
+        yield local
+    finally:
+        if local != path:
+            shutil.rmtree(Path(local) if Path(local).is_dir() else Path(local).parent,
+                          ignore_errors=True)
+
+
 def localize(path: str) -> str:
     """A local copy of a model at a URL (a SavedModel folder or a ``.tflite`` file), in a
-    new temporary folder; a local path is returned as it is."""
+    new temporary folder the caller removes; a local path is returned as it is."""
     if not is_url(path):
         return path
     target = Path(tempfile.mkdtemp(prefix="auto_annotate_model_"))

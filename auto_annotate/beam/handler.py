@@ -10,7 +10,10 @@ fails on fails its images only, and non-finite output fails its image.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
@@ -37,7 +40,11 @@ class DetectorHandler(ModelHandler):
         self.model_path, self.batch_size, self.tta = model_path, batch_size, tuple(tta)
 
     def load_model(self) -> Detector:
-        detector = load_detector(localize(self.model_path), self.batch_size)
+        local = localize(self.model_path)
+        if local != self.model_path:  # a copy of a model at a URL: removed when the worker ends
+            folder = Path(local) if Path(local).is_dir() else Path(local).parent
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        detector = load_detector(local, self.batch_size)
         if self.tta:
             from auto_annotate.tta import TtaDetector
 

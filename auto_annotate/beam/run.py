@@ -18,7 +18,7 @@ from auto_annotate.api import model_id, one_model_path
 from auto_annotate.beam.files import (
     is_url,
     load_label_map_anywhere,
-    localize,
+    local_copy,
     read_bytes,
     write_atomic,
 )
@@ -52,13 +52,13 @@ def prepare(args) -> BeamJob:
     imgs, tta = str(args.imgs_path), check_views(args.tta) if args.tta else ()
     if not is_url(imgs) and not Path(imgs).is_dir():
         raise AnnotateError(imgs, "image folder does not exist")
-    local_model = localize(model)
-    model_kind(local_model)
     label_map = load_label_map_anywhere(str(args.label_map_path))
-    options = Options(threshold=args.threshold, recursive=args.recursive,
-                      overwrite=args.overwrite, write_empty=args.write_empty, progress=False,
-                      model_id=model_id(local_model, tta))
-    load_detector(local_model, args.batch_size)  # refused here, before any image
+    with local_copy(model) as local_model:
+        model_kind(local_model)
+        options = Options(threshold=args.threshold, recursive=args.recursive,
+                          overwrite=args.overwrite, write_empty=args.write_empty,
+                          progress=False, model_id=model_id(local_model, tta))
+        load_detector(local_model, args.batch_size)  # refused here, before any image
     return BeamJob(imgs, str(args.xml_path or imgs), model, label_map, options, new_run(),
                    args.batch_size, tta)
 
