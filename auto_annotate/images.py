@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class DecodedImage:
     """An image ready for a detector.
 
     Attributes:
-        path: the file.
+        path: the file (a URL read through Beam's file systems stays a string).
         upright: uint8 (H, W, 3) RGB pixels with the EXIF orientation applied.
         stored_hw: (height, width) of the pixels as stored in the file (what LabelImg shows).
         orientation: the EXIF orientation (1-8) that turns the stored pixels upright.
@@ -39,7 +40,7 @@ class DecodedImage:
     image: LabelImg reads images with Qt's EXIF auto-transform switched on.
     """
 
-    path: Path
+    path: Path | str
     upright: np.ndarray
     stored_hw: tuple[int, int]
     orientation: int
@@ -51,7 +52,8 @@ class DecodedImage:
         return self.upright.shape[0], self.upright.shape[1]
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
+    """Sort key: numbers in names compare as numbers (img2 before img10), case ignored."""
     return [int(part) if part.isdigit() else part.lower()
             for part in re.split(r"(\d+)", path.as_posix())]
 
@@ -81,7 +83,7 @@ def scan_images(root: str | Path, recursive: bool = False) -> ImageScan:
     for path in found:
         if path.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
             ignored[path.suffix.lower()] = ignored.get(path.suffix.lower(), 0) + 1
-    order = lambda p: _natural_key(p.relative_to(root))  # noqa: E731
+    order = lambda p: natural_key(p.relative_to(root))  # noqa: E731
     return ImageScan(sorted((p for p in ours if p.is_file()), key=order),
                      sorted((p for p in ours if p.is_symlink() and not p.exists()), key=order),
                      dict(sorted(ignored.items())))
@@ -126,15 +128,19 @@ def _transpose(image: Image.Image, orientation: int) -> Image.Image:
     return image.transpose(method)
 
 
-def decode_image(path: str | Path) -> DecodedImage:
+def decode_image(path: str | Path, data: bytes | None = None) -> DecodedImage:
     """Decodes an image file fully (so truncated files fail here, not later).
+
+    Args:
+        path: the file; with ``data``, only its name (a URL is kept as given).
+        data: the file's bytes, when read elsewhere (e.g. through Beam's file systems).
 
     Raises:
         ImageError: when the file cannot be opened or decoded.
     """
-    path = Path(path)
+    path = path if data is not None and "://" in str(path) else Path(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data) if data is not None else path) as image:
             image.load()
             orientation = _orientation(image)
             stored_hw = (image.height, image.width)

@@ -4,6 +4,12 @@ VOC has no place for scores, so the manifest keeps them, together with each imag
 status, so a reviewer can sort by confidence and find images with no detection.
 Records are appended; the latest record of an image is the one that counts. A line cut
 short by a crash is skipped when reading.
+
+A run on Apache Beam (auto_annotate/beam/) writes its records as shards beside the file,
+``auto_annotate_manifest-<run>-SSSSS-of-NNNNN.jsonl``; readers take the file and every
+shard. Within one file the last line of an image counts; between files, the record with
+the latest ``time`` (ties: the file, then the shard names, in order: shard names start
+with their run's UTC time).
 """
 
 from __future__ import annotations
@@ -12,30 +18,77 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from auto_annotate.errors import AnnotateError
 
 LOG = logging.getLogger(__name__)
 MANIFEST_NAME = "auto_annotate_manifest.jsonl"
+SHARD_PATTERN = "auto_annotate_manifest-*.jsonl"
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def shard_prefix(run: str) -> str:
+    """The file-name prefix of one Beam run's manifest shards (``run``: its UTC time and
+    id, so names sort by run)."""
+    return f"auto_annotate_manifest-{run}"
+
+
+def records_of_lines(lines: Iterable[str], source: str | Path) -> dict[str, dict]:
+    """The last record per image (the ``image`` key) among JSON lines; lines that are
+    not records (a line cut short by a crash) are skipped with a warning."""
+    records: dict[str, dict] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            records[record["image"]] = record
+        except (json.JSONDecodeError, KeyError, TypeError):
+            LOG.warning("%s: line %d is not a manifest record; ignored", source, number)
+    return records
+
+
+def record_time(record: dict) -> datetime:
+    """When a record was written; records without a readable time count as oldest."""
+    try:
+        return datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S%z")
+    except (KeyError, TypeError, ValueError):
+        return _OLDEST
+
+
+def source_rank(name: str) -> tuple[int, str]:
+    """The order of manifest files for ties in time: the file, then shards by name."""
+    return (0, "") if name == MANIFEST_NAME else (1, name)
+
+
+def merge_latest(files: Iterable[tuple[str, dict[str, dict]]]) -> dict[str, dict]:
+    """Latest record per image over several files' ``records_of_lines`` results, given
+    as (file name, records)."""
+    best: dict[str, tuple] = {}
+    for name, records in files:
+        for image, record in records.items():
+            key = (record_time(record), source_rank(name))
+            if image not in best or key >= best[image][0]:
+                best[image] = (key, record)
+    return {image: record for image, (_, record) in best.items()}
+
+
+def _read_file(path: Path) -> dict[str, dict]:
+    with path.open(encoding="utf-8") as stream:
+        return records_of_lines(stream, path)
 
 
 def read_manifest(path: str | Path) -> dict[str, dict]:
-    """Latest record per image (the ``image`` key); a missing file gives {}."""
+    """Latest record per image (the ``image`` key) in the manifest at ``path`` and the
+    Beam shards beside it; a missing file gives {}."""
     path = Path(path)
-    records: dict[str, dict] = {}
-    if not path.is_file():
-        return records
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                records[record["image"]] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                LOG.warning("%s: line %d is not a manifest record; ignored", path, number)
-    return records
+    files = [path] if path.is_file() else []
+    if path.name == MANIFEST_NAME and path.parent.is_dir():
+        files += sorted(p for p in path.parent.glob(SHARD_PATTERN) if p.is_file())
+    return merge_latest((p.name, _read_file(p)) for p in files)
 
 
 class ManifestWriter:

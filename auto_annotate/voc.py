@@ -199,9 +199,22 @@ def is_verified(path: str | Path) -> bool:
         VocError: when the file cannot be read or parsed.
     """
     try:
-        root = etree.parse(str(path), _PARSER).getroot()
-    except (OSError, etree.XMLSyntaxError) as error:
+        data = Path(path).read_bytes()
+    except OSError as error:
         raise VocError(path, f"cannot read existing XML ({error})") from None
+    return is_verified_data(data, path)
+
+
+def is_verified_data(data: bytes, source: str | Path) -> bool:
+    """True when the VOC XML ``data`` (read from ``source``) carries ``verified="yes"``.
+
+    Raises:
+        VocError: naming ``source``, when the data is not well-formed XML.
+    """
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as error:
+        raise VocError(source, f"cannot read existing XML ({error})") from None
     return root.get("verified") == "yes"
 
 

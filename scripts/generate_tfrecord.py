@@ -1,5 +1,9 @@
 """Pascal VOC XML + images + label map -> sharded TFRecords; see tsoda.tfrecords.
 
+With ``--beam``, the conversion runs as an Apache Beam pipeline (tsoda.tfrecords_beam; the
+``beam`` extra) and every flag this script does not know is a Beam pipeline option
+(``--runner DataflowRunner --project ...``); folders and output may then be URLs.
+
 Exit status: 0 all files converted, 1 some file skipped or box dropped (no usable example:
 nothing is written), 2 usage error.
 """
@@ -24,18 +28,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_path", required=True,
                         help="output file; with --num_shards N > 1, OUTPUT-0000i-of-0000N")
     parser.add_argument("--num_shards", type=int, default=1, help="number of shards (default 1)")
+    parser.add_argument("--beam", action="store_true",
+                        help="run as an Apache Beam pipeline; other flags are Beam's options")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from auto_annotate.errors import AnnotateError
+def _convert(args, beam_args: list[str]):
     from tsoda.tfrecords import write_tfrecords
 
+    if not args.beam:
+        return write_tfrecords(args.xml_dir, args.image_dir, args.label_map_path,
+                               args.output_path, num_shards=args.num_shards)
+    from auto_annotate.beam import require_beam
+
+    require_beam("TFRecord generation")
+    from auto_annotate.beam.files import load_label_map_anywhere
+    from tsoda.tfrecords_beam import write_tfrecords_beam
+
+    return write_tfrecords_beam(args.xml_dir, args.image_dir,
+                                load_label_map_anywhere(args.label_map_path),
+                                args.output_path, args.num_shards, beam_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not args.beam:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from auto_annotate.errors import AnnotateError
+
     try:
-        report = write_tfrecords(args.xml_dir, args.image_dir, args.label_map_path,
-                                 args.output_path, num_shards=args.num_shards)
+        report = _convert(args, beam_args)
     except AnnotateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -83,15 +83,27 @@ def _add_loop_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a detector from a pipeline.config")
+def _add_train_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--pipeline_config_path", required=True)
     train.add_argument("--model_dir", required=True)
     train.add_argument("--num_train_steps", type=_positive,
                        help="train until this step (default: train_config.num_steps)")
     train.add_argument("--checkpoint_every", type=_positive, default=500)
+    train.add_argument("--summary_every", type=_positive, default=20,
+                       help="steps between TensorBoard loss summaries (default 20)")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+                       default="default",
+                       help="default: one device; mirrored: every local GPU; multi_worker: "
+                            "several machines, from the TF_CONFIG environment variable (every "
+                            "worker runs this command with the same --model_dir, which all "
+                            "must reach; only the chief writes there)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a detector from a pipeline.config")
+    _add_train_flags(train)
     export = commands.add_parser("export", help="export the latest checkpoint as a SavedModel "
                                                 "or a TFLite model")
     export.add_argument("--pipeline_config_path", required=True)
@@ -154,7 +166,8 @@ def _run(args) -> int:
         from tsoda.train import train
 
         result = train(args.pipeline_config_path, args.model_dir, args.num_train_steps,
-                       progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+                       progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                       summary_every=args.summary_every, strategy=args.strategy)
         print(f"checkpoint: {result.checkpoint} (steps {result.first_step}->{result.last_step}"
               f", {result.steps_per_second:.2f} steps/s, loss {result.final_loss})")
     elif args.command == "export":

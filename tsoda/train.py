@@ -18,6 +18,8 @@ import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
+from tsoda import distribute
+from tsoda.distribute import Distribution
 from tsoda.errors import DivergedError, TrainingError
 from tsoda.experiment import Experiment, build_experiment
 from tsoda.pipeline_config import load_pipeline_config, require_label_map, to_text
@@ -66,10 +68,10 @@ def build_model_and_task(experiment: Experiment):
     return task, task.build_model()
 
 
-def _restore(checkpoint, manager, task, model, model_dir: Path) -> None:
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        LOG.info("resumed from %s", manager.latest_checkpoint)
+def _restore(checkpoint, latest: str | None, task, model) -> None:
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        LOG.info("resumed from %s", latest)
     elif task.task_config.init_checkpoint:
         source = task.task_config.init_checkpoint
         if not (tf.io.gfile.exists(source) or tf.io.gfile.exists(source + ".index")):
@@ -90,23 +92,26 @@ def _check_records(paths: str, what: str) -> None:
                                    "from labelled images")
 
 
-def _inputs(task, experiment: Experiment, pseudo=None):
+def _inputs(task, experiment: Experiment, dist: Distribution, pseudo=None):
     data = experiment.task.train_data
     _check_records(data.input_path, "train_input_reader.tf_record_input_reader.input_path")
     if pseudo is None:
-        return iter(task.build_inputs(data))
+        return distribute.inputs(dist, lambda context: task.build_inputs(data, context))
     _check_records(pseudo.input_path, "the pseudo-label stream's input path")
     return iter(task.build_streams(data, pseudo))
 
 
 def _write_summaries(logs: dict, optimizer, step: int, rate: float) -> float:
+    """Summaries: the step's loss (``loss/step``), Model Garden's running means of the
+    losses since the run started, the learning rate and the speed."""
     loss = float(logs["loss"])
+    tf.summary.scalar("loss/step", loss, step=step)
     for key in ("total_loss", "cls_loss", "box_loss", "model_loss"):
         if key in logs:
             tf.summary.scalar(f"loss/{key}", float(logs[key]), step=step)
     schedule = optimizer.learning_rate
     learning_rate = schedule(optimizer.iterations) if callable(schedule) else schedule
-    tf.summary.scalar("learning_rate", float(learning_rate), step=step)
+    tf.summary.scalar("learning_rate", float(tf.convert_to_tensor(learning_rate)), step=step)
     tf.summary.scalar("steps_per_second", rate, step=step)
     return loss
 
@@ -156,22 +161,26 @@ def _run_steps(step_fn, batches, span: tuple[int, int], optimizer, manager, mode
     return loss
 
 
-def train(pipeline_config_path: str | Path, model_dir: str | Path,
-          num_train_steps: int | None = None, progress: bool = True,
-          checkpoint_every: int = 500, summary_every: int = 20,
-          pseudo=None) -> TrainResult:
-    """Trains until step ``num_train_steps`` (default: train_config.num_steps).
-
-    ``pseudo`` (a tsoda.task.PseudoStream) makes part of every batch pseudo-labelled images
-    from their own TFRecords, with their own weights and augmentation.
-
-    Raises:
-        PipelineConfigError: the config cannot be used (e.g. no label map, or one with
-            more classes than num_classes).
-        TrainingError: no training data, a missing warm-start checkpoint, or a NaN loss.
-    """
+def _build(experiment: Experiment, dist: Distribution):
+    """(task, model, optimizer, checkpoint, its manager in the process's write dir, the
+    EMA flag variables), created under the strategy's scope."""
     from official.core import config_definitions
 
+    with dist.strategy.scope():
+        task, model = build_model_and_task(experiment)
+        optimizer = task.create_optimizer(experiment.optimization,
+                                          config_definitions.RuntimeConfig())
+        # with EMA, the last checkpoint of a run holds the averages as the model's weights
+        swapped = {"averages_in_model": tf.Variable(False)} \
+            if hasattr(optimizer, "shadow_copy") else {}  # Model Garden's EMA optimizer
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **swapped,
+                                         **model.checkpoint_items)
+    manager = tf.train.CheckpointManager(checkpoint, str(dist.write_dir), max_to_keep=3,
+                                         step_counter=optimizer.iterations)
+    return task, model, optimizer, checkpoint, manager, swapped
+
+
+def _experiment(pipeline_config_path, num_train_steps: int | None, pseudo, strategy: str):
     pipeline = load_pipeline_config(pipeline_config_path)
     require_label_map(pipeline, pipeline_config_path)
     experiment = build_experiment(pipeline, pipeline_config_path)
@@ -179,33 +188,60 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
     if steps < 1:
         raise TrainingError(pipeline_config_path, "no steps: set train_config.num_steps or "
                                                   "--num_train_steps")
+    if pseudo is not None and strategy != "default":
+        raise TrainingError(pipeline_config_path, "a pseudo-label stream trains with the "
+                                                  "default strategy only")
+    return pipeline, experiment, steps
+
+
+def train(pipeline_config_path: str | Path, model_dir: str | Path,
+          num_train_steps: int | None = None, progress: bool = True,
+          checkpoint_every: int = 500, summary_every: int = 20,
+          pseudo=None, strategy: str = "default") -> TrainResult:
+    """Trains until step ``num_train_steps`` (default: train_config.num_steps).
+
+    ``pseudo`` (a tsoda.task.PseudoStream) makes part of every batch pseudo-labelled images
+    from their own TFRecords, with their own weights and augmentation. ``strategy``:
+    "default", "mirrored" or "multi_worker" (reads ``TF_CONFIG``); see tsoda/distribute.py.
+
+    Raises:
+        PipelineConfigError: the config cannot be used (e.g. no label map, or one with
+            more classes than num_classes).
+        TrainingError: no training data, a missing warm-start checkpoint, or a NaN loss.
+    """
+    pipeline, experiment, steps = _experiment(pipeline_config_path, num_train_steps, pseudo,
+                                              strategy)
     model_dir = Path(model_dir)
-    write_resolved_configs(model_dir, pipeline, experiment)
-    task, model = build_model_and_task(experiment)
-    optimizer = task.create_optimizer(experiment.optimization, config_definitions.RuntimeConfig())
-    moving_average = hasattr(optimizer, "shadow_copy")  # Model Garden's EMA optimizer
-    # with EMA, the last checkpoint of a run holds the averages as the model's weights
-    swapped = {"averages_in_model": tf.Variable(False)} if moving_average else {}
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **swapped,
-                                     **model.checkpoint_items)
-    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=3,
-                                         step_counter=optimizer.iterations)
-    _restore(checkpoint, manager, task, model, model_dir)
-    if moving_average:
-        _start_averages(optimizer, model, swapped["averages_in_model"])
+    with distribute.distribution(strategy, model_dir) as dist:  # before any other TF op
+        if dist.chief:
+            write_resolved_configs(model_dir, pipeline, experiment)
+        return _train(experiment, dist, model_dir, steps, pseudo,
+                      (progress and dist.chief, checkpoint_every, summary_every))
+
+
+def _train(experiment: Experiment, dist: Distribution, model_dir: Path, steps: int, pseudo,
+           every: tuple[bool, int, int]) -> TrainResult:
+    task, model, optimizer, checkpoint, manager, swapped = _build(experiment, dist)
+    _restore(checkpoint, tf.train.latest_checkpoint(str(model_dir)), task, model)
+    if swapped:
+        with dist.strategy.scope():
+            _start_averages(optimizer, model, swapped["averages_in_model"])
     first = int(optimizer.iterations.numpy())
     if first >= steps:
         LOG.info("%s is already at step %d of %d", model_dir, first, steps)
-        return TrainResult(manager.latest_checkpoint, first, first, 0.0, None)
-    batches = _inputs(task, experiment, pseudo)
-    metrics = task.build_metrics(training=True)
-    step_fn = tf.function(lambda batch: task.train_step(batch, model, optimizer, metrics))
+        return TrainResult(tf.train.latest_checkpoint(str(model_dir)), first, first, 0.0, None)
+    batches = _inputs(task, experiment, dist, pseudo)
+    with dist.strategy.scope():
+        metrics = task.build_metrics(training=True)
+    step_fn = distribute.step_function(
+        dist, lambda batch: task.train_step(batch, model, optimizer, metrics))
     start = time.perf_counter()
-    loss = _run_steps(step_fn, batches, (first, steps), optimizer, manager, model_dir,
-                      (progress, checkpoint_every, summary_every))
+    loss = _run_steps(step_fn, batches, (first, steps), optimizer, manager, dist.write_dir,
+                      every)
     seconds = time.perf_counter() - start
-    if moving_average:  # the final checkpoint holds the averaged weights as the model's
+    if swapped:  # the final checkpoint holds the averaged weights as the model's
         _swap_in_averages(optimizer, model)
         swapped["averages_in_model"].assign(True)
     path = manager.save(checkpoint_number=steps)
-    return TrainResult(path, first, steps, seconds, loss)
+    return TrainResult(path if dist.chief else str(model_dir / Path(path).name), first, steps,
+                       seconds, loss)
