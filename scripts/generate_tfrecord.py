@@ -39,9 +39,10 @@ def _convert(args, beam_args: list[str]):
     if not args.beam:
         return write_tfrecords(args.xml_dir, args.image_dir, args.label_map_path,
                                args.output_path, num_shards=args.num_shards)
-    from auto_annotate.beam import require_beam
+    from auto_annotate.beam import refuse_unknown_flags, require_beam
 
     require_beam("TFRecord generation")
+    refuse_unknown_flags(beam_args)
     from auto_annotate.beam.files import load_label_map_anywhere
     from tsoda.tfrecords_beam import write_tfrecords_beam
 

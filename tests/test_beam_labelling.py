@@ -145,6 +145,12 @@ def test_usage_errors_are_one_line_before_any_pipeline(data, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "model does not exist" in err[0]
     assert not (tmp_path / "xml" / "predefined_classes.txt").exists()
+    typo = [*flags, "--threshhold", "0.3", "--runner", "DirectRunner"]
+    assert beam_main(typo) == 2  # Beam alone would drop it with a log line nobody sees
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: unknown flag --threshhold: neither a flag of this command nor an "
+                   "Apache Beam pipeline option"]
+    assert not (tmp_path / "xml" / "predefined_classes.txt").exists()
 
 
 def test_a_tflite_model_with_tta_labels_as_the_cli_does(data, capsys):

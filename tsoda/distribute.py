@@ -6,7 +6,8 @@
   machine without GPU).
 - ``multi_worker``: ``MultiWorkerMirroredStrategy``; the cluster and this process's role
   come from the standard ``TF_CONFIG`` environment variable. Every worker runs the same
-  command with the same model dir, which all of them must reach (a shared disk, ``gs://``).
+  command with the same model dir, which all of them must reach (a shared disk such as
+  NFS; not ``gs://``: model dirs are local paths).
 
 ``train_config.batch_size`` stays the global batch: each replica takes its share. The
 chief (task ``chief``, else worker 0) writes the checkpoints, summaries and resolved

@@ -18,3 +18,18 @@ def require_beam(what: str = "labelling") -> None:
         import apache_beam  # noqa: F401
     except ImportError:
         raise AnnotateError(None, f"{what} on Apache Beam {INSTALL_HINT}") from None
+
+
+def refuse_unknown_flags(flags: list[str]) -> None:
+    """Raises AnnotateError naming the flags that are neither ours nor a Beam pipeline option
+    (Beam itself would only log and drop them, so a typo such as ``--threshhold`` would pass
+    unnoticed)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parsers = []  # Beam's own parser, holding every pipeline option it knows
+    PipelineOptions(flags).get_all_options(add_extra_args_fn=parsers.append)
+    _, unknown = parsers[0].parse_known_args(flags)
+    unknown = [flag.split("=", 1)[0] for flag in unknown if flag.startswith("-")]
+    if unknown:
+        raise AnnotateError(None, f"unknown flag {', '.join(unknown)}: neither a flag of this "
+                                  "command nor an Apache Beam pipeline option")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from auto_annotate.beam import require_beam
+from auto_annotate.beam import refuse_unknown_flags, require_beam
 from auto_annotate.cli import build_parser as local_parser
 from auto_annotate.console import setup_console
 from auto_annotate.errors import AnnotateError, error_line
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_beam()
     try:
         require_beam()
+        refuse_unknown_flags(beam_args)
         from auto_annotate.beam.run import prepare, run
 
         job = prepare(args)

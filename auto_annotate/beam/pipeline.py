@@ -218,7 +218,10 @@ def build(pipeline: beam.Pipeline, job: BeamJob, report_prefix: str) -> None:
     todo = ({"task": unique.tasks, "previous": previous} | "Join" >> beam.CoGroupByKey()
             | "Skip what is done" >> beam.FlatMap(select, job.options)
             .with_outputs(REPORT, main="tasks"))
-    decoded = todo.tasks | "Decode" >> beam.FlatMap(decode).with_outputs(FAILED, main="images")
+    # A fusion break: the decision is stored before any label is written, so a retried
+    # bundle writes what was decided instead of deciding again on its own half-written output
+    tasks = todo.tasks | "Keep the decision" >> beam.Reshuffle()
+    decoded = tasks | "Decode" >> beam.FlatMap(decode).with_outputs(FAILED, main="images")
     predicted = (decoded.images
                  | "Detect" >> RunInference(DetectorHandler(job.model_path, job.batch_size,
                                                             job.tta))
