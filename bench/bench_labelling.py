@@ -44,7 +44,7 @@ from tiny_models import build_tiny_cnn  # noqa: E402
 from auto_annotate.annotate import Options, annotate_folder  # noqa: E402
 from auto_annotate.images import decode_image, list_images  # noqa: E402
 from auto_annotate.label_map import LabelMap, load_label_map  # noqa: E402
-from auto_annotate.model import SavedModelDetector  # noqa: E402
+from auto_annotate.model import load_detector  # noqa: E402
 
 THRESHOLD = 0.3
 
@@ -78,7 +78,7 @@ def load(model: Path):
 
 def end_to_end(model: Path, label_map: LabelMap, imgs: Path, batch_size: int) -> float:
     """(b): seconds for auto_annotate on the folder, writing into a fresh folder."""
-    detector = SavedModelDetector(model, batch_size)
+    detector = load_detector(model, batch_size)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         summary = annotate_folder(detector, label_map, imgs, out,

@@ -27,7 +27,6 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +37,10 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from bench_labelling import THRESHOLD, naive  # noqa: E402
+from bench_labelling import THRESHOLD, end_to_end, naive  # noqa: E402
 from common import DEFAULT_TEST_IMAGES, FLAMES, SEED_MODEL, machine, write_results  # noqa: E402
 
 from auto_annotate import load_detector  # noqa: E402
-from auto_annotate.annotate import Options, annotate_folder  # noqa: E402
 from auto_annotate.images import decode_image, list_images  # noqa: E402
 from auto_annotate.label_map import load_label_map  # noqa: E402
 from auto_annotate.letterbox import letterbox_image  # noqa: E402
@@ -124,18 +122,6 @@ def _alone_tflite(path: Path, images: list[np.ndarray]):
             runner(**{name: frame})
         return time.perf_counter() - start
     return run
-
-
-def end_to_end(model: Path, label_map, imgs: Path, batch_size: int) -> float:
-    """(b): seconds for auto_annotate on the folder, writing into a fresh folder."""
-    detector = load_detector(model, batch_size)
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        summary = annotate_folder(detector, label_map, imgs, out,
-                                  Options(threshold=THRESHOLD, progress=False))
-        seconds = time.perf_counter() - start
-    assert summary.exit_code == 0, summary.format()
-    return seconds
 
 
 def _row(rates: dict[str, list[float]], naive_rates: list[float]) -> dict:

@@ -34,8 +34,8 @@ def test_a_failing_export_keeps_the_previous_saved_model(tmp_path):
     assert sorted(p.name for p in output.iterdir()) == ["saved_model"]  # no leftovers
 
 
-@pytest.mark.slow
-def test_a_successful_export_replaces_the_previous_saved_model(tmp_path):
+def _untrained(tmp_path):
+    """(config, checkpoint writer) of a tiny untrained model: ``write(prefix)`` saves it."""
     import tensorflow as tf
 
     from tsoda.experiment import build_experiment
@@ -46,7 +46,15 @@ def test_a_successful_export_replaces_the_previous_saved_model(tmp_path):
     label_map.write_text('item { id: 1 name: "flame" }\n')
     config = write_tiny_config(tmp_path / "tiny.config", "unused", label_map)
     model = build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]
-    tf.train.Checkpoint(model=model).write(str(tmp_path / "model" / "ckpt-1"))
+    return config, tf.train.Checkpoint(model=model).write
+
+
+@pytest.mark.slow
+def test_a_successful_export_replaces_the_previous_saved_model(tmp_path):
+    import tensorflow as tf
+
+    config, write = _untrained(tmp_path)
+    write(str(tmp_path / "model" / "ckpt-1"))
     (tmp_path / "model" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     output = tmp_path / "out"
     (output / "saved_model").mkdir(parents=True)
@@ -62,15 +70,8 @@ def test_a_successful_export_replaces_the_previous_saved_model(tmp_path):
 def test_the_checkpoint_given_is_exported_not_the_latest(tmp_path):
     import tensorflow as tf
 
-    from tsoda.experiment import build_experiment
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.train import build_model_and_task
-
-    label_map = tmp_path / "label_map.pbtxt"
-    label_map.write_text('item { id: 1 name: "flame" }\n')
-    config = write_tiny_config(tmp_path / "tiny.config", "unused", label_map)
-    model = build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]
-    good = tf.train.Checkpoint(model=model).write(str(tmp_path / "elsewhere" / "ckpt-7"))
+    config, write = _untrained(tmp_path)
+    good = write(str(tmp_path / "elsewhere" / "ckpt-7"))
     _broken_checkpoint(tmp_path / "model")  # the latest of model_dir cannot be exported
     with pytest.raises(TrainingError, match="export failed"):
         export(config, tmp_path / "model", tmp_path / "out")

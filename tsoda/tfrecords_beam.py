@@ -15,8 +15,6 @@ from __future__ import annotations
 import bisect
 import json
 import posixpath
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from auto_annotate.beam import results
 from auto_annotate.beam.files import is_url, read_bytes, remove_folder, write_atomic
+from auto_annotate.beam.run import new_run
 from auto_annotate.errors import AnnotateError, ImageError, VocError
 from auto_annotate.label_map import LabelMap
 from auto_annotate.voc import parse_voc
@@ -151,8 +150,7 @@ def prepare(xml_dir: str, image_dir: str, label_map: LabelMap, output_path: str,
         raise TfRecordError(xml_dir, "no .xml file in xml_dir")
     output_dir = posixpath.dirname(output_path) if is_url(output_path) else \
         str(Path(output_path).parent)
-    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-    work = join(output_dir, f".tfrecords_beam-{run}")
+    work = join(output_dir, f".tfrecords_beam-{new_run()}")
     job = RecordsJob(xml_dir, image_dir, label_map, output_path, num_shards, work)
     write_atomic(join(work, "work.txt"), "".join(
         f"{i}\t{name}\n" for i, name in enumerate(xml_names)).encode("utf-8"))

@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from auto_annotate.annotate import write_predefined_classes
+from auto_annotate.annotate import PREDEFINED_CLASSES, write_predefined_classes
 from auto_annotate.api import model_id, one_model_path
 from auto_annotate.beam.files import (
     is_url,
@@ -30,7 +30,6 @@ from auto_annotate.manifest import shard_prefix
 from auto_annotate.model import load_detector, model_kind
 from auto_annotate.summary import Summary
 
-PREDEFINED_CLASSES = "predefined_classes.txt"
 COUNTS = ("found", "annotated", "empty", "empty_written", "boxes_written")
 
 
