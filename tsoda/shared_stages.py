@@ -34,12 +34,20 @@ DONE = "stage.json"
 DIVERGED = "diverged.json"
 
 
-def _has_checkpoint(model_dir: Path, checkpoint: str | None = None) -> bool:
-    """Whether ``checkpoint`` (default: any checkpoint in ``model_dir``) exists: a TF
-    checkpoint's index file, or the file itself (test fakes)."""
-    if checkpoint is not None:
-        return Path(checkpoint + ".index").is_file() or Path(checkpoint).is_file()
+def _any_checkpoint(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a TF checkpoint."""
     return (model_dir / "checkpoint").is_file() or any(model_dir.glob("*.index"))
+
+
+def _checkpoint_exists(checkpoint: str) -> bool:
+    """Whether a checkpoint prefix exists: its index file, or the file itself (test fakes)."""
+    return Path(checkpoint + ".index").is_file() or Path(checkpoint).is_file()
+
+
+def mark_diverged(folder: Path, error: DivergedError) -> None:
+    """Records in ``folder`` that its training diverged (read back by every later run)."""
+    atomic_write_text(Path(folder) / DIVERGED, json.dumps({"step": error.step,
+                                                           "error": str(error)}))
 
 
 def records_digest(records: str) -> str:
@@ -84,7 +92,7 @@ class SharedFirstStage:
     def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
               pseudo=None) -> str:
         if pseudo is not None or warm_start != self.trainer.initial_checkpoint or \
-                _has_checkpoint(Path(round_dir) / "model"):  # begun in place: resume there
+                _any_checkpoint(Path(round_dir) / "model"):  # begun in place: resume there
             return self.trainer.train(round_dir, records, steps, warm_start, pseudo=pseudo)
         stage = self._stage(records, steps, warm_start)
         checkpoint = self._trained(stage)
@@ -115,7 +123,7 @@ class SharedFirstStage:
         if not done.is_file():
             return None
         checkpoint = str(stage / json.loads(done.read_text())["checkpoint"])
-        if not _has_checkpoint(Path(checkpoint).parent, checkpoint):
+        if not _checkpoint_exists(checkpoint):
             done.unlink()  # its checkpoint is gone: train it again
             return None
         return checkpoint
@@ -125,7 +133,7 @@ class SharedFirstStage:
         try:
             checkpoint = self.trainer.train(stage, records, steps, warm_start)
         except DivergedError as error:
-            atomic_write_text(stage / DIVERGED, json.dumps({"step": error.step}) + "\n")
+            mark_diverged(stage, error)
             raise
         relative = Path(checkpoint).resolve().relative_to(stage.resolve())
         atomic_write_text(stage / DONE, json.dumps({"checkpoint": str(relative)}) + "\n")

@@ -37,9 +37,8 @@ from tsoda.errors import DivergedError
 from tsoda.label_effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
 from tsoda.loop import LoopSettings, TsodaLoop, split_ids
 from tsoda.report import markdown_table, review_queue, to_csv
-from tsoda.shared_stages import SharedFirstStage, trainer_fingerprint
+from tsoda.shared_stages import DIVERGED, SharedFirstStage, mark_diverged, trainer_fingerprint
 
-DIVERGED = "diverged.json"
 NUMERIC = ("test_map50", "test_map50_95", "label_precision", "label_recall",
            "labelled_share", "edits_per_box", "false_background", "minutes")
 
@@ -150,7 +149,7 @@ class _Seed:
             try:
                 loop.run()
             except DivergedError as error:
-                _mark_diverged(self.settings.work_dir, error)
+                mark_diverged(self.settings.work_dir, error)
                 self.echo(f"seed {self.seed}: the loop diverged: {error}")
         return loop
 
@@ -221,7 +220,7 @@ class _Seed:
         try:
             saved_model = self._train_chain(folder, pairs, schedule)
         except DivergedError as error:
-            _mark_diverged(folder, error)
+            mark_diverged(folder, error)
             self.echo(f"seed {self.seed}: baseline {name} diverged: {error}")
             return {**row, "note": _diverged_note(folder)}
         result = self.score(saved_model, test_pairs)
@@ -271,11 +270,6 @@ def _effort_columns(effort: Effort) -> dict:
     return {"labelled_share": f"{effort.labelled_share:.3f}",
             "edits_per_box": f"{effort.edits_per_box:.3f}",
             "false_background": f"{effort.false_background_rate:.3f}"}
-
-
-def _mark_diverged(folder: Path, error: DivergedError) -> None:
-    atomic_write_text(Path(folder) / DIVERGED, json.dumps({"step": error.step,
-                                                           "error": str(error)}))
 
 
 def _diverged_note(folder: Path) -> str:
