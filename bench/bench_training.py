@@ -4,7 +4,7 @@ Both build the same task, model and optimizer from one pipeline.config (default:
 seed detector's, configs/efficientdet_lite0_slim.config) and train on TFRecords of
 ../shared/data/flames/train:
 
-- tsoda: ``tsoda.train.train`` as the CLI runs it (input pipeline, progress bar, summaries
+- tsoda: ``tsoda.training.train.train`` as the CLI runs it (input pipeline, progress bar, summaries
   every 10 steps, checkpoints); steps/s in steady state, from its ``steps_per_second``
   summaries after the warm-up steps (tracing excluded);
 - bare (the limit): the same ``task.train_step`` in a tf.function over batches taken from the
@@ -34,10 +34,10 @@ sys.path.insert(0, str(HERE))
 import tensorflow as tf  # noqa: E402
 from common import FLAMES, ROOT, machine, write_results  # noqa: E402
 
-from tsoda.experiment import build_experiment  # noqa: E402
-from tsoda.pipeline_config import load_pipeline_config, to_text  # noqa: E402
-from tsoda.tfrecords import write_tfrecords  # noqa: E402
-from tsoda.train import build_model_and_task, train  # noqa: E402
+from tsoda.config.experiment import build_experiment  # noqa: E402
+from tsoda.config.pipeline import load_pipeline_config, to_text  # noqa: E402
+from tsoda.data.tfrecords import write_tfrecords  # noqa: E402
+from tsoda.training.train import build_model_and_task, train  # noqa: E402
 
 SUMMARY_EVERY = 10
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds tsoda/protos/pipeline.desc (a serialized FileDescriptorSet) from pipeline.proto.
+# Rebuilds tsoda/config/protos/pipeline.desc (a serialized FileDescriptorSet) from pipeline.proto.
 # A descriptor set works with every protobuf runtime, unlike generated *_pb2.py modules,
 # which pin the runtime version they were generated for. grpcio-tools is installed into a
 # throw-away environment so the project's own protobuf stays as TensorFlow wants it.
@@ -9,6 +9,6 @@ tools=$(mktemp -d)
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools"
 "$tools/bin/pip" install --quiet grpcio-tools
-"$tools/bin/python" -m grpc_tools.protoc --proto_path=tsoda/protos \
-    --descriptor_set_out=tsoda/protos/pipeline.desc tsoda/protos/pipeline.proto
-echo "wrote tsoda/protos/pipeline.desc"
+"$tools/bin/python" -m grpc_tools.protoc --proto_path=tsoda/config/protos \
+    --descriptor_set_out=tsoda/config/protos/pipeline.desc tsoda/config/protos/pipeline.proto
+echo "wrote tsoda/config/protos/pipeline.desc"

@@ -19,7 +19,7 @@ if [ "$fraction" = 1 ]; then
 else
   images="$work/split/L"
   [ -d "$images" ] || "$python" -c "import sys; from pathlib import Path; \
-from tsoda.simulate import make_split; make_split(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), 0)" \
+from tsoda.simulation.simulate import make_split; make_split(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), 0)" \
       "$train" "$work/split" "$fraction"
 fi
 for variant in $variants; do

@@ -1,4 +1,4 @@
-"""Draw the boxes of TFRecord examples onto their decoded images; see tsoda.tfrecords.
+"""Draw the boxes of TFRecord examples onto their decoded images; see tsoda.data.tfrecords.
 
 Images are decoded with tf.io.decode_image, as a trainer does, so a box drawn off its object
 shows a frame mismatch between the pixels and the labels.
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from auto_annotate.errors import AnnotateError
-    from tsoda.tfrecord_draw import draw_tfrecords
+    from tsoda.data.draw import draw_tfrecords
 
     try:
         written = draw_tfrecords(args.tfrecord, args.output_dir, count=args.count)

@@ -1,6 +1,6 @@
-"""Pascal VOC XML + images + label map -> sharded TFRecords; see tsoda.tfrecords.
+"""Pascal VOC XML + images + label map -> sharded TFRecords; see tsoda.data.tfrecords.
 
-With ``--beam``, the conversion runs as an Apache Beam pipeline (tsoda.tfrecords_beam; the
+With ``--beam``, the conversion runs as an Apache Beam pipeline (tsoda.data.beam; the
 ``beam`` extra) and every flag this script does not know is a Beam pipeline option
 (``--runner DataflowRunner --project ...``); folders and output may then be URLs.
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _convert(args, beam_args: list[str]):
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.data.tfrecords import write_tfrecords
 
     if not args.beam:
         return write_tfrecords(args.xml_dir, args.image_dir, args.label_map_path,
@@ -44,7 +44,7 @@ def _convert(args, beam_args: list[str]):
     require_beam("TFRecord generation")
     refuse_unknown_flags(beam_args)
     from auto_annotate.beam.files import load_label_map_anywhere
-    from tsoda.tfrecords_beam import write_tfrecords_beam
+    from tsoda.data.beam import write_tfrecords_beam
 
     return write_tfrecords_beam(args.xml_dir, args.image_dir,
                                 load_label_map_anywhere(args.label_map_path),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tsoda.anchors_cli import main
+from tsoda.data.anchors_cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,7 @@ python=${PYTHON:-.venv/bin/python}
 mkdir -p "$work"
 images="$work/split/L"
 [ -d "$images" ] || "$python" -c "import sys; from pathlib import Path; \
-from tsoda.simulate import make_split; make_split(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), 0)" \
+from tsoda.simulation.simulate import make_split; make_split(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), 0)" \
     "$train" "$work/split" "$fraction"
 # One set of TFRecords and one ImageNet import for every run.
 for rate in $rates; do

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tsoda.threshold_study import main
+from tsoda.simulation.threshold_study import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,7 @@ from pathlib import Path
 from auto_annotate.label_map import parse_label_map
 from tests.helpers import LABEL_MAP
 from tests.loop_fakes import FakeTrainer, RoundDetector
-from tsoda.loop import LoopSettings, TsodaLoop
+from tsoda.loop.rounds import LoopSettings, TsodaLoop
 
 
 def main(root: Path, work: Path, sleep_in: str | None) -> None:

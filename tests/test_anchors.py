@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from auto_annotate import voc
-from tsoda import anchors
-from tsoda.anchors_cli import main
-from tsoda.pipeline_config import load_pipeline_config
+from tsoda.config.pipeline import load_pipeline_config
+from tsoda.data import anchors
+from tsoda.data.anchors_cli import main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline.config"
 
@@ -115,12 +115,12 @@ def test_cli_names_a_missing_or_empty_xml_folder(tmp_path, capsys):
 
 
 def test_write_restores_the_config_when_the_values_do_not_read_back(tmp_path, monkeypatch):
-    import tsoda.pipeline_config
+    import tsoda.config.pipeline
 
     config = tmp_path / "p.config"
     config.write_text(CONFIG.read_text())
     original = config.read_bytes()
-    monkeypatch.setattr(tsoda.pipeline_config, "to_text", lambda message: CONFIG.read_text())
+    monkeypatch.setattr(tsoda.config.pipeline, "to_text", lambda message: CONFIG.read_text())
     with pytest.raises(ValueError, match=r"do not read back .* the original file is restored"):
         anchors.write_anchor_fields(config, [0.5, 1.5], 3.0)
     assert config.read_bytes() == original

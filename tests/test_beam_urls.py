@@ -136,7 +136,7 @@ def test_tfrecords_through_beam_file_systems(fakefs, capsys):
 
     import tensorflow as tf
 
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.data.tfrecords import write_tfrecords
 
     for name, size in (("both.png", (90, 140)), ("rotated.jpg", (64, 96))):
         voc.write_voc(fakefs / "imgs" / f"{Path(name).stem}.xml", voc.VocAnnotation(

@@ -13,7 +13,7 @@ from official.vision.configs import retinanet as rcfg
 from official.vision.modeling import factory
 from official.vision.modeling.decoders import factory as decoder_factory
 
-from tsoda import bifpn
+from tsoda.modeling import bifpn
 
 CHANNELS = {2: 4, 3: 12, 4: 16, 5: 24}  # backbone channels per level
 

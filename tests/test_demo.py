@@ -47,7 +47,7 @@ def test_wheel_ships_the_demo_and_the_schema(tmp_path):
     names = set(zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist())
     wanted = {f"tsoda/demo/{p}" for p in _digest(demo.HERE) if not p.endswith(".py")}
     assert wanted - names == set()
-    assert {"tsoda/protos/pipeline.desc", "tsoda/demo/seed_model/saved_model/saved_model.pb",
+    assert {"tsoda/config/protos/pipeline.desc", "tsoda/demo/seed_model/saved_model/saved_model.pb",
             "tsoda/demo/data/label_map.pbtxt"} <= names
 
 

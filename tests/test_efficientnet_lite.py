@@ -21,10 +21,11 @@ from official.vision.ops import preprocess_ops
 from official.vision.tasks import retinanet as retinanet_task
 from PIL import Image
 
-from tsoda import bifpn, experiment
-from tsoda.backbones import convert
-from tsoda.backbones import efficientnet_lite as lite
-from tsoda.pipeline_config import load_pipeline_config
+from tsoda.config import experiment
+from tsoda.config.pipeline import load_pipeline_config
+from tsoda.modeling import bifpn
+from tsoda.modeling.backbones import convert
+from tsoda.modeling.backbones import efficientnet_lite as lite
 
 CHANNELS = {"2": 24, "3": 40, "4": 112, "5": 320}
 BACKBONE_PARAMS = 2_998_304  # incl. batch-norm moving statistics, as the state dict counts them

@@ -8,7 +8,7 @@ from auto_annotate import voc
 from auto_annotate.label_map import parse_label_map
 from tests.helpers import LABEL_MAP, RED, FakeColorDetector, draw, save
 from tsoda.errors import TrainingError
-from tsoda.evaluate import evaluate_pairs
+from tsoda.training.evaluate import evaluate_pairs
 
 LABELS = parse_label_map(LABEL_MAP)
 
@@ -72,8 +72,8 @@ def test_evaluate_and_the_loops_detector_factory_take_a_tflite_model(tmp_path, l
     pytest.importorskip("ai_edge_litert.interpreter", reason="the litert extra is not installed")
     from auto_annotate.litert import TFLiteDetector
     from tests.helpers import build_color_tflite
-    from tsoda.adapters import model_detector
     from tsoda.cli import main
+    from tsoda.loop.adapters import model_detector
 
     model = build_color_tflite(tmp_path / "model.tflite")
     assert isinstance(model_detector()(model), TFLiteDetector)

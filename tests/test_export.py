@@ -6,7 +6,7 @@ import pytest
 
 from tests.tsoda_helpers import write_tiny_config
 from tsoda.errors import TrainingError
-from tsoda.export import export
+from tsoda.training.export import export
 
 
 def _broken_checkpoint(model_dir):
@@ -38,9 +38,9 @@ def _untrained(tmp_path):
     """(config, checkpoint writer) of a tiny untrained model: ``write(prefix)`` saves it."""
     import tensorflow as tf
 
-    from tsoda.experiment import build_experiment
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.train import build_model_and_task
+    from tsoda.config.experiment import build_experiment
+    from tsoda.config.pipeline import load_pipeline_config
+    from tsoda.training.train import build_model_and_task
 
     label_map = tmp_path / "label_map.pbtxt"
     label_map.write_text('item { id: 1 name: "flame" }\n')

@@ -16,8 +16,8 @@ from auto_annotate.letterbox import letterbox_image
 from auto_annotate.litert import TFLiteDetector
 from tests.test_export import _broken_checkpoint
 from tests.tsoda_helpers import write_tiny_config
-from tsoda import tflite_check
 from tsoda.errors import TrainingError
+from tsoda.training import tflite_check
 
 OUTPUTS = {"detection_boxes", "detection_scores", "detection_classes", "num_detections"}
 
@@ -51,7 +51,7 @@ def test_pair_up(reference, candidate, expected):
 
 
 def test_a_float32_model_beyond_tolerance_is_a_loud_warning(caplog):
-    from tsoda.export_tflite import _log
+    from tsoda.training.export_tflite import _log
 
     check = tflite_check.SelfCheck("none", images=5, reference=4, matched=3, extra=1,
                                    min_iou=0.8, max_score_difference=0.05)
@@ -99,7 +99,7 @@ def test_quantize_needs_the_tflite_format(tmp_path, capsys):
 
 
 def test_a_failing_tflite_export_keeps_the_previous_model(tmp_path):
-    from tsoda.export_tflite import export_tflite
+    from tsoda.training.export_tflite import export_tflite
 
     config = _tiny_config(tmp_path, "unused")
     _broken_checkpoint(tmp_path / "model")
@@ -123,8 +123,8 @@ def _interpreter(path: Path):
 @pytest.fixture(scope="module")
 def tflite_export(tiny_detector, tmp_path_factory):
     """The tiny detector exported as float32 TFLite and as a SavedModel."""
-    from tsoda.export import export
-    from tsoda.export_tflite import export_tflite
+    from tsoda.training.export import export
+    from tsoda.training.export_tflite import export_tflite
 
     config, model_dir, _ = tiny_detector
     output = tmp_path_factory.mktemp("tflite_export")
@@ -183,7 +183,7 @@ def test_tflite_on_letterboxed_images_detects_what_the_saved_model_does(tflite_e
 @pytest.mark.parametrize("quantize,stored", [("fp16", np.float16), ("int8", np.int8)])
 def test_quantized_exports_run_and_report_their_self_check(tiny_detector, tmp_path, quantize,
                                                           stored):
-    from tsoda.export_tflite import export_tflite
+    from tsoda.training.export_tflite import export_tflite
 
     config, model_dir, _ = tiny_detector
     result = export_tflite(config, model_dir, tmp_path, quantize=quantize)
@@ -202,7 +202,7 @@ def test_quantized_exports_run_and_report_their_self_check(tiny_detector, tmp_pa
 @pytest.mark.slow
 def test_without_training_records_the_self_check_is_skipped_with_a_warning(
         tiny_detector, tmp_path, caplog):
-    from tsoda.export_tflite import export_tflite
+    from tsoda.training.export_tflite import export_tflite
 
     config, model_dir, _ = tiny_detector
     moved = tmp_path / "elsewhere.config"
@@ -223,11 +223,11 @@ def test_background_scores_never_become_detections(tiny_detector, tmp_path):
     (which drops that column) detects as before, and so must the TFLite model."""
     import tensorflow as tf
 
-    from tsoda.experiment import build_experiment
-    from tsoda.export import latest_checkpoint
-    from tsoda.export_tflite import export_tflite
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.train import build_model_and_task
+    from tsoda.config.experiment import build_experiment
+    from tsoda.config.pipeline import load_pipeline_config
+    from tsoda.training.export import latest_checkpoint
+    from tsoda.training.export_tflite import export_tflite
+    from tsoda.training.train import build_model_and_task
 
     config, model_dir, _ = tiny_detector
     model = build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]

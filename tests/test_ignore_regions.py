@@ -18,10 +18,10 @@ REGION = (72.0, 16.0, 124.0, 112.0)  # right half
 
 
 def _task_and_records(tmp_path, label_map_path, *, flip: bool, difficult: bool = True):
-    from tsoda.experiment import build_experiment
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.tfrecords import write_tfrecords
-    from tsoda.train import build_model_and_task
+    from tsoda.config.experiment import build_experiment
+    from tsoda.config.pipeline import load_pipeline_config
+    from tsoda.data.tfrecords import write_tfrecords
+    from tsoda.training.train import build_model_and_task
 
     data = tmp_path / "data"
     save(data / "a.png", draw((128, 128), [(RED, tuple(int(v) for v in REAL))]))
@@ -57,7 +57,7 @@ def _inside(points: np.ndarray, box) -> np.ndarray:
 
 
 def test_difficult_objects_become_crowd_boxes_in_the_records(tmp_path, label_map_path):
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.data.tfrecords import write_tfrecords
 
     data = tmp_path / "data"
     save(data / "a.png", draw((64, 48)))

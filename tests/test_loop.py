@@ -12,7 +12,7 @@ from auto_annotate import voc
 from auto_annotate.label_map import parse_label_map
 from tests.helpers import LABEL_MAP
 from tests.loop_fakes import FakeTrainer, RoundDetector, make_dataset
-from tsoda.loop import LoopSettings, TsodaLoop, split_ids
+from tsoda.loop.rounds import LoopSettings, TsodaLoop, split_ids
 
 LABELS = parse_label_map(LABEL_MAP)
 
@@ -81,7 +81,8 @@ def test_only_detections_at_or_above_the_threshold_become_labels(data):
     suggested = voc.read_voc(data / "W" / "labels" / "mixed0.xml")
     assert [(o.name, o.difficult) for o in suggested.objects] == [("flame", True),
                                                                    ("smoke", True)]
-    assert {r.id for r in tsoda.journal.images("unlabelled")} >= {"U/mixed0.png", "U/blue0.png"}
+    assert {r.id for r in tsoda.journal.images("unlabelled")} >= {"U/mixed0.png",
+                                                             "U/blue0.png"}
 
 
 def test_without_the_uncertain_band_partly_detected_images_are_accepted(data):

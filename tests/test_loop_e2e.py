@@ -9,8 +9,8 @@ import pytest
 from tests.helpers import draw, save
 from tests.tsoda_helpers import synthetic_voc, write_tiny_config
 from tsoda.cli import main
-from tsoda.journal import Journal
-from tsoda.pipeline_config import load_pipeline_config
+from tsoda.config.pipeline import load_pipeline_config
+from tsoda.loop.journal import Journal
 
 pytestmark = pytest.mark.slow
 

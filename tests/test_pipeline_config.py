@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tsoda.errors import PipelineConfigError
-from tsoda.experiment import build_experiment
-from tsoda.pipeline_config import (
+from tsoda.config.experiment import build_experiment
+from tsoda.config.pipeline import (
     DESCRIPTOR_SET,
     load_pipeline_config,
     message_class,
     parse_pipeline_config,
 )
+from tsoda.errors import PipelineConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

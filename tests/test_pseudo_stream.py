@@ -15,7 +15,7 @@ pytest.importorskip("official.vision")
 
 
 def _records(folder, label_map_path, box):
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.data.tfrecords import write_tfrecords
 
     for index in range(3):
         save(folder / f"i{index}.png", draw((128, 128), [(RED, box)]))
@@ -27,9 +27,9 @@ def _records(folder, label_map_path, box):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from tsoda.experiment import build_experiment
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.train import build_model_and_task
+    from tsoda.config.experiment import build_experiment
+    from tsoda.config.pipeline import load_pipeline_config
+    from tsoda.training.train import build_model_and_task
 
     root = tmp_path_factory.mktemp("pseudo")
     label_map = root / "label_map.pbtxt"
@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
 
 
 def _batch(setup, **stream):
-    from tsoda.task import PseudoStream
+    from tsoda.modeling.task import PseudoStream
 
     task, _, experiment, pseudo, _ = setup
     return next(iter(task.build_streams(experiment.task.train_data,
@@ -125,8 +125,8 @@ def test_strong_augmentation_changes_the_pseudo_images_only(setup):
 
 @pytest.mark.slow
 def test_training_runs_with_a_pseudo_stream(setup, tmp_path):
-    from tsoda.task import PseudoStream
-    from tsoda.train import train
+    from tsoda.modeling.task import PseudoStream
+    from tsoda.training.train import train
 
     _, _, _, pseudo, config = setup
     result = train(config, tmp_path / "model", 3, progress=False, summary_every=1,

@@ -1,4 +1,5 @@
-"""Re-exporting a SavedModel without checkpoint (tsoda/reexport.py) keeps its detections."""
+"""Re-exporting a SavedModel without checkpoint (tsoda/training/reexport.py) keeps its
+detections."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from auto_annotate.detections import Detections
-from tsoda.reexport import compare_detections
+from tsoda.training.reexport import compare_detections
 
 
 def _detections(boxes, scores, classes) -> Detections:
@@ -30,8 +31,8 @@ def test_compare_detections_counts_every_kind_of_difference():
 def test_a_saved_model_reexported_through_a_checkpoint_detects_the_same(tmp_path, tiny_detector):
     from auto_annotate.images import decode_image, list_images
     from auto_annotate.model import SavedModelDetector
-    from tsoda.export import export
-    from tsoda.reexport import checkpoint_from_saved_model, compare_saved_models
+    from tsoda.training.export import export
+    from tsoda.training.reexport import checkpoint_from_saved_model, compare_saved_models
 
     config, model_dir, data = tiny_detector
     first = export(config, model_dir, tmp_path / "first")

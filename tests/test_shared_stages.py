@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tsoda.errors import DivergedError
-from tsoda.shared_stages import SharedFirstStage, records_digest
+from tsoda.simulation.stages import SharedFirstStage, records_digest
 
 
 class ConfigTrainer:

@@ -13,9 +13,9 @@ from auto_annotate.label_map import parse_label_map
 from tests.helpers import BLUE, LABEL_MAP, RED, draw, save
 from tests.loop_fakes import FakeTrainer, RoundDetector
 from tsoda.errors import DivergedError
-from tsoda.label_effort import image_effort
-from tsoda.loop import LoopSettings
-from tsoda.simulate import Simulation, make_split, match_boxes, simulate, summarize
+from tsoda.loop.rounds import LoopSettings
+from tsoda.simulation.effort import image_effort
+from tsoda.simulation.simulate import Simulation, make_split, match_boxes, simulate, summarize
 
 LABELS = parse_label_map(LABEL_MAP)
 
@@ -121,7 +121,7 @@ def test_the_hand_only_baseline_trains_on_exactly_the_loops_hand_training_images
     data = labelled_set(tmp_path / "D", 20)
     _run(tmp_path, trainer, _settings(tmp_path / "W", test_fraction=0.4))
     loop_dir = next((tmp_path / "W" / "seed2").glob("loop-*"))
-    from tsoda.journal import Journal
+    from tsoda.loop.journal import Journal
     journal = Journal(loop_dir / "journal.sqlite")
     hand_train = {Path(r.image).name for r in journal.images("hand", "train")}
     hand_test = {Path(r.image).name for r in journal.images("hand", "test")}
@@ -224,7 +224,7 @@ def test_review_budget_verifies_the_queue_head_and_adds_a_person_alone_baseline(
     trainer = FakeTrainer(tmp_path / "calls.jsonl")
     rows = _run(tmp_path, trainer, review_budget=2)
     loop_dir = next((tmp_path / "W" / "seed2").glob("loop-*"))
-    from tsoda.journal import Journal
+    from tsoda.loop.journal import Journal
     journal = Journal(loop_dir / "journal.sqlite")
     reviewed = journal.get_meta("reviewed/1")
     assert len(reviewed) == 2

@@ -9,8 +9,8 @@ from PIL import Image
 
 from auto_annotate import voc
 from tests.helpers import BLUE, draw, save
-from tsoda.tfrecord_draw import draw_tfrecords
-from tsoda.tfrecords import write_tfrecords
+from tsoda.data.draw import draw_tfrecords
+from tsoda.data.tfrecords import write_tfrecords
 
 
 def test_drawn_box_outlines_the_patch(tmp_path):
@@ -28,7 +28,7 @@ def test_drawn_box_outlines_the_patch(tmp_path):
 
 
 def test_crafted_source_ids_cannot_write_outside_the_output_dir(tmp_path):
-    from tsoda.tfrecords import EncodedImage, RecordObjects, build_example, write_shards
+    from tsoda.data.tfrecords import EncodedImage, RecordObjects, build_example, write_shards
 
     buffer = io.BytesIO()
     Image.fromarray(draw((20, 10))).save(buffer, format="PNG")

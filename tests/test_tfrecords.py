@@ -14,7 +14,8 @@ from auto_annotate import boxes as box_ops
 from auto_annotate.images import decode_image
 from auto_annotate.voc import read_voc
 from tests.helpers import BLUE, RED, draw, save
-from tsoda import tfrecord_read, tfrecords
+from tsoda.data import read as tfrecord_read
+from tsoda.data import tfrecords
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

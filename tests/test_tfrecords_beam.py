@@ -15,7 +15,7 @@ import tensorflow as tf
 from auto_annotate import voc
 from tests.helpers import BLUE, RED, draw, save
 from tests.tsoda_helpers import synthetic_voc
-from tsoda.tfrecords import write_tfrecords
+from tsoda.data.tfrecords import write_tfrecords
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "generate_tfrecord.py"
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 
 from auto_annotate import voc
-from tsoda import acceptance
-from tsoda.loop import LoopSettings
-from tsoda.thresholds import from_count_prior, from_hand_test, score_table
+from tsoda.loop import acceptance
+from tsoda.loop.rounds import LoopSettings
+from tsoda.loop.thresholds import from_count_prior, from_hand_test, score_table
 
 # 20 hits (scores 1.00 .. 0.81), then 20 misses (0.80 .. 0.61), then 4 hits (0.60 .. 0.57)
 TABLE = [(round(1.0 - i / 100, 2), i < 20 or i >= 40) for i in range(44)]
 
 
 def test_precision_bound_is_wilsons_lower_bound():
-    from tsoda.thresholds import precision_bound
+    from tsoda.loop.thresholds import precision_bound
 
     # all hits: n / (n + z^2); 15 of 15 is the fewest that show 0.9 at 90% confidence
     assert precision_bound([15], [15]) == pytest.approx(15 / (15 + 1.2816 ** 2))
@@ -38,7 +38,7 @@ def test_thresholds_from_a_known_table():
 
 
 def test_unreachable_precision_accepts_nothing_and_says_why():
-    from tsoda.thresholds import NOTHING
+    from tsoda.loop.thresholds import NOTHING
 
     table = [(0.9, False), (0.8, True), (0.7, True), (0.6, False), (0.5, False)]
     chosen = from_hand_test(table, 4, 0.9, 0.5, min_boxes=1)
@@ -105,7 +105,7 @@ FOUND = voc.VocAnnotation("a.png", 64, 48, objects=OBJECTS)
     ([0.2, 0.1, 0.1], True, "skip", None),
 ])
 def test_decisions(scores, ignore, kind, written):
-    from tsoda.thresholds import Thresholds
+    from tsoda.loop.thresholds import Thresholds
 
     decision = acceptance.decide(FOUND, scores, Thresholds(0.8, 0.5, "test"), ignore)
     assert decision.kind == kind
@@ -114,7 +114,7 @@ def test_decisions(scores, ignore, kind, written):
 
 
 def test_decision_refuses_a_manifest_that_does_not_match_the_file():
-    from tsoda.thresholds import Thresholds
+    from tsoda.loop.thresholds import Thresholds
 
     with pytest.raises(ValueError, match="3 boxes but 2 scores"):
         acceptance.decide(FOUND, [0.9, 0.8], Thresholds(0.8, 0.5, "test"), True)
@@ -123,8 +123,8 @@ def test_decision_refuses_a_manifest_that_does_not_match_the_file():
 def test_threshold_study_replays_a_round_against_hidden_truth(tmp_path):
     import json
 
-    from tsoda.threshold_study import load_round, main, replay
-    from tsoda.thresholds import Thresholds
+    from tsoda.loop.thresholds import Thresholds
+    from tsoda.simulation.threshold_study import load_round, main, replay
 
     data, labels = tmp_path / "D", tmp_path / "W" / "rounds" / "01" / "labels"
     flame = lambda x: voc.VocObject("flame", (x, 0.0, x + 10.0, 10.0))  # noqa: E731
@@ -156,7 +156,7 @@ def test_threshold_study_replays_a_round_against_hidden_truth(tmp_path):
 
 
 def test_threshold_study_of_a_folder_that_is_no_round(tmp_path, capsys):
-    from tsoda.threshold_study import main
+    from tsoda.simulation.threshold_study import main
 
     assert main(["--loop_dir", str(tmp_path), "--dataset_dir", str(tmp_path)]) == 2
     assert "no labelling manifest" in capsys.readouterr().err

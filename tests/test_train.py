@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tests.tsoda_helpers import write_tiny_config
 from tsoda.errors import PipelineConfigError, TrainingError
-from tsoda.train import train
+from tsoda.training.train import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline.config"
 
@@ -39,7 +39,7 @@ TWO_CLASSES = 'item { id: 1 name: "flame" }\nitem { id: 2 name: "smoke" }\n'
 def test_train_and_export_refuse_a_label_map_the_model_cannot_predict(tmp_path, label_map,
                                                                       problem):
     from tsoda.cli import main
-    from tsoda.export import export
+    from tsoda.training.export import export
 
     path = tmp_path / "label_map.pbtxt"
     if label_map is not None:
@@ -56,7 +56,7 @@ def test_train_and_export_refuse_a_label_map_the_model_cannot_predict(tmp_path, 
 
 
 def test_the_loop_trainer_refuses_more_classes_than_num_classes(tmp_path):
-    from tsoda.adapters import ModelGardenTrainer
+    from tsoda.loop.adapters import ModelGardenTrainer
 
     (tmp_path / "map.pbtxt").write_text(TWO_CLASSES)
     with pytest.raises(PipelineConfigError, match=r"model\.ssd\.num_classes is 1"):
@@ -68,7 +68,7 @@ def test_moving_average_weights_are_what_the_final_checkpoint_holds(tmp_path):
     import numpy as np
 
     from tests.tsoda_helpers import synthetic_voc
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.data.tfrecords import write_tfrecords
 
     data = synthetic_voc(tmp_path / "data", count=4)
     label_map = tmp_path / "label_map.pbtxt"

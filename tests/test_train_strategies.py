@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from tests.tsoda_helpers import synthetic_voc, write_tiny_config
-from tsoda.train import train
+from tsoda.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, EVERY = 24, 2
@@ -26,7 +26,7 @@ WORKER_TIMEOUT = 900  # seconds for both workers together, on a busy 2-core mach
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    from tsoda.tfrecords import write_tfrecords
+    from tsoda.data.tfrecords import write_tfrecords
 
     root = tmp_path_factory.mktemp("strategies")
     data = synthetic_voc(root / "data", count=8)
@@ -127,7 +127,7 @@ def test_mirrored_strategy_trains_on_one_cpu_replica(tiny, tmp_path):
 
 def test_a_pseudo_stream_with_another_strategy_is_refused_before_any_work(tiny, tmp_path):
     from tsoda.errors import TrainingError
-    from tsoda.task import PseudoStream
+    from tsoda.modeling.task import PseudoStream
 
     with pytest.raises(TrainingError, match="default strategy only"):
         train(tiny, tmp_path / "model", pseudo=PseudoStream("x*"), strategy="mirrored")

@@ -12,10 +12,10 @@ import tensorflow as tf
 from auto_annotate import voc
 from auto_annotate.cli import main as annotate_main
 from tests.tsoda_helpers import synthetic_voc, write_tiny_config
-from tsoda.evaluate import evaluate
-from tsoda.export import export
-from tsoda.tfrecords import write_tfrecords
-from tsoda.train import RESOLVED_MODEL_GARDEN, RESOLVED_PIPELINE, train
+from tsoda.data.tfrecords import write_tfrecords
+from tsoda.training.evaluate import evaluate
+from tsoda.training.export import export
+from tsoda.training.train import RESOLVED_MODEL_GARDEN, RESOLVED_PIPELINE, train
 
 pytestmark = pytest.mark.slow
 
@@ -138,15 +138,15 @@ def _exported(trained):
 
 
 def _fresh_model(config):
-    from tsoda.experiment import build_experiment
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.train import build_model_and_task
+    from tsoda.config.experiment import build_experiment
+    from tsoda.config.pipeline import load_pipeline_config
+    from tsoda.training.train import build_model_and_task
 
     return build_model_and_task(build_experiment(load_pipeline_config(config), config))[1]
 
 
 def test_warm_start_from_an_exported_saved_model(trained):
-    from tsoda.warm_start import restore_from_saved_model
+    from tsoda.modeling.warm_start import restore_from_saved_model
 
     root, _, label_map, config, first, _ = trained
     saved_model = _exported(trained)
@@ -166,7 +166,7 @@ def test_warm_start_from_an_exported_saved_model(trained):
 
 def test_warm_start_from_another_models_saved_model_is_a_clear_error(trained, tmp_path):
     from tsoda.errors import TrainingError
-    from tsoda.warm_start import restore_from_saved_model
+    from tsoda.modeling.warm_start import restore_from_saved_model
 
     root, _, _, config, _, _ = trained
     other = tmp_path / "other.config"

@@ -75,8 +75,8 @@ def synthetic_voc(folder: Path, count: int = 8, seed: int = 0) -> Path:
 def train_tiny_detector(root: Path, height: int = 64, width: int = 128, steps: int = 200):
     """A tiny detector with a non-square input, trained on synthetic_voc until it finds the
     red patches with scores near 0.9 (about 20 s). Returns (config, model_dir, data_dir)."""
-    from tsoda.tfrecords import write_tfrecords
-    from tsoda.train import train
+    from tsoda.data.tfrecords import write_tfrecords
+    from tsoda.training.train import train
 
     data = synthetic_voc(root / "data", count=8)
     label_map = root / "label_map.pbtxt"

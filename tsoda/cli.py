@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     if args.command == "train":
-        from tsoda.train import train
+        from tsoda.training.train import train
 
         result = train(args.pipeline_config_path, args.model_dir, args.num_train_steps,
                        progress=not args.quiet, checkpoint_every=args.checkpoint_every,
@@ -173,7 +173,7 @@ def _run(args) -> int:
     elif args.command == "export":
         _export(args)
     elif args.command == "evaluate":
-        from tsoda.evaluate import evaluate
+        from tsoda.training.evaluate import evaluate
 
         metrics = evaluate(args.model_path or args.saved_model_path, args.label_map_path,
                            args.data_dir, args.output_path, args.batch_size)
@@ -190,7 +190,7 @@ def _run(args) -> int:
                               step_increment=args.step_increment, rounds=args.rounds,
                               progress=not args.quiet))
     else:
-        from tsoda.stats import print_stats
+        from tsoda.training.stats import print_stats
 
         print_stats(args.pipeline_config_paths)
     return 0
@@ -198,7 +198,7 @@ def _run(args) -> int:
 
 def _export(args) -> None:
     if args.format == "tflite":
-        from tsoda.export_tflite import export_tflite
+        from tsoda.training.export_tflite import export_tflite
 
         result = export_tflite(args.pipeline_config_path, args.model_dir, args.output_dir,
                                args.quantize or "none")
@@ -206,7 +206,7 @@ def _export(args) -> None:
         return
     if args.quantize is not None:
         raise ValueError("--quantize applies to --format tflite only")
-    from tsoda.export import export
+    from tsoda.training.export import export
 
     saved = export(args.pipeline_config_path, args.model_dir, args.output_dir,
                    args.nms_version)
@@ -214,7 +214,7 @@ def _export(args) -> None:
 
 
 def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
-    from tsoda.loop import LoopSettings
+    from tsoda.loop.rounds import LoopSettings
 
     return LoopSettings(
         labeled_dir=Path(labeled_dir or args.labeled_dir),
@@ -232,8 +232,8 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
 
 def _parts(args):
     from auto_annotate.label_map import load_label_map
-    from tsoda.adapters import ModelGardenTrainer, model_detector
-    from tsoda.pipeline_config import load_pipeline_config, require_label_map
+    from tsoda.config.pipeline import load_pipeline_config, require_label_map
+    from tsoda.loop.adapters import ModelGardenTrainer, model_detector
 
     label_map_path = args.label_map_path or \
         require_label_map(load_pipeline_config(args.pipeline_config_path),
@@ -244,7 +244,7 @@ def _parts(args):
 
 
 def _simulate(args) -> None:
-    from tsoda.simulate import Simulation, simulate
+    from tsoda.simulation.simulate import Simulation, simulate
 
     if args.review_budget < 0:
         raise ValueError(f"--review_budget must be >= 0, got {args.review_budget}")
@@ -259,7 +259,7 @@ def _simulate(args) -> None:
 
 
 def _run_loop(args) -> None:
-    from tsoda.loop import TsodaLoop
+    from tsoda.loop.rounds import TsodaLoop
 
     trainer, detectors, label_map = _parts(args)
     loop = TsodaLoop(loop_settings(args), trainer, detectors, label_map,

@@ -1,24 +1,2 @@
-"""Backbones for Model Garden that it does not ship; importing this package registers them.
-
-``efficientnet_lite``: EfficientNet-Lite0 (:mod:`tsoda.backbones.efficientnet_lite`). Its
-ImageNet weights are imported once with ``python -m tsoda.backbones import-efficientnet-lite0``
-(:mod:`tsoda.backbones.convert`, the only module that needs PyTorch).
-"""
-
-from tsoda.backbones import efficientnet_lite
-from tsoda.backbones.efficientnet_lite import (
-    Backbone,
-    EfficientNetLite,
-    EfficientNetLiteBackbone,
-    build_classifier,
-    build_classifier_head,
-)
-
-__all__ = [
-    "Backbone",
-    "EfficientNetLite",
-    "EfficientNetLiteBackbone",
-    "build_classifier",
-    "build_classifier_head",
-    "efficientnet_lite",
-]
+"""The command line of the one-time backbone imports, ``python -m tsoda.backbones``; the
+backbones themselves are in :mod:`tsoda.modeling.backbones`."""

@@ -1,7 +1,8 @@
 """``python -m tsoda.backbones import-efficientnet-lite0 --output_dir DIR [--state_dict PATH]``.
 
-Parses flags and calls :func:`tsoda.backbones.convert.import_efficientnet_lite0`; errors become
-one line on stderr and exit code 2. Needs PyTorch (this step only).
+Parses flags and calls
+:func:`tsoda.modeling.backbones.convert.import_efficientnet_lite0`; errors become one
+line on stderr and exit code 2. Needs PyTorch (this step only).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from auto_annotate.errors import AnnotateError  # imports after the log level is set
-    from tsoda.backbones import convert
+    from tsoda.modeling.backbones import convert
 
     try:
         result = convert.import_efficientnet_lite0(args.output_dir, args.state_dict)

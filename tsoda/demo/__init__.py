@@ -47,7 +47,7 @@ def _copy_sample(work: Path) -> tuple[Path, Path]:
 
 def _loop_config(work: Path) -> Path:
     """The seed detector's pipeline.config, warm-starting from the seed SavedModel."""
-    from tsoda.pipeline_config import load_pipeline_config, to_text
+    from tsoda.config.pipeline import load_pipeline_config, to_text
 
     pipeline = load_pipeline_config(SEED_MODEL / "pipeline.config")
     train = pipeline.train_config
@@ -63,8 +63,8 @@ def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:
     """Runs the demo; returns the paths it printed."""
     from auto_annotate import AutoAnnotate
     from auto_annotate.label_map import load_label_map
-    from tsoda.adapters import ModelGardenTrainer, model_detector
-    from tsoda.loop import LoopSettings, TsodaLoop
+    from tsoda.loop.adapters import ModelGardenTrainer, model_detector
+    from tsoda.loop.rounds import LoopSettings, TsodaLoop
 
     work = Path(settings.work_dir).resolve()
     hand, unlabelled = _copy_sample(work)

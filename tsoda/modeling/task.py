@@ -1,6 +1,6 @@
 """tsoda's RetinaNet task: Model Garden's, with ignore regions and a pseudo-label stream.
 
-- Training input keeps ignore regions (tsoda/ignore_regions.py).
+- Training input keeps ignore regions (tsoda/modeling/ignore_regions.py).
 - With a :class:`PseudoStream`, every batch is hand images (hand and verified labels) plus a
   fixed share of pseudo-labelled images (labels the loop accepted), from two TFRecord sets.
   The pseudo part can get strong, box-aware augmentation (Model Garden's RandAugment for
@@ -23,7 +23,7 @@ from official.vision.dataloaders import retinanet_input
 from official.vision.losses import focal_loss, loss_utils
 from official.vision.tasks import retinanet as retinanet_task
 
-from tsoda.ignore_regions import IgnoreAwareParser
+from tsoda.modeling.ignore_regions import IgnoreAwareParser
 
 WEIGHT_KEYS = ("image_weight", "background_weight", "box_scale")
 STRONG_EXCLUDED = ["Invert", "Solarize", "SolarizeAdd", "Rotate"]

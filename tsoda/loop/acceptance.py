@@ -3,7 +3,7 @@
 Every detection at or above the round's ``accept`` threshold is a label. Detections in the
 uncertain band [uncertain, accept) are, with ignore regions on (the default), written as
 ``difficult`` objects: LabelImg shows them, and training leaves their area out of the loss
-(tsoda/ignore_regions.py) instead of teaching that a probable flame is background. An image
+(tsoda/modeling/ignore_regions.py) instead of teaching that a probable flame is background. An image
 is accepted when it has a label; an image with only uncertain detections is held back for
 review, its detections written as suggestions (``difficult`` objects that count for nothing
 until a person verifies the file). With ignore regions off, an image with any uncertain
@@ -19,7 +19,7 @@ from pathlib import Path
 from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
-from tsoda import thresholds as choose
+from tsoda.loop import thresholds as choose
 
 LABEL_FLOOR = 0.05  # the labelling stage keeps detections down to this score
 

@@ -3,7 +3,7 @@
 For each seed, a seeded random fraction of the images keeps its labels (the hand labels);
 the others are offered to the loop as unlabelled, their labels hidden. After the loop, each
 round's labels are scored against the hidden truth over the whole unlabelled pool (see
-tsoda/label_effort.py), each round's model is evaluated on the test folder, and baselines are
+tsoda/simulation/effort.py), each round's model is evaluated on the test folder, and baselines are
 trained on the same schedule (the loop's per-round steps, each round warm-started from the one
 before): the hand images the loop trained on, and all labels (the same images with the hidden
 labels revealed). With a review budget, a simulated person verifies the first K images of each
@@ -14,7 +14,7 @@ loop per loop setting, so runs with other settings share the rest) and
 ``seed<S>/baselines/<name>-<key>`` (cached: reused by every later run with the same
 config, schedule, images and seed), ``seed<S>/first_stages`` (the training that the loop's
 first round and the hand-only baseline's first stage share under every setting: see
-tsoda/shared_stages.py). A training that diverges is recorded in its folder
+tsoda/simulation/stages.py). A training that diverges is recorded in its folder
 (``diverged.json``) and reported as such; the rest of the experiment goes on. Delete that
 file to try the training again. The user's folders are only read.
 """
@@ -34,10 +34,10 @@ from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_text
 from tsoda.errors import DivergedError
-from tsoda.label_effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
-from tsoda.loop import LoopSettings, TsodaLoop, split_ids
-from tsoda.report import markdown_table, review_queue, to_csv
-from tsoda.shared_stages import DIVERGED, SharedFirstStage, mark_diverged, trainer_fingerprint
+from tsoda.loop.report import markdown_table, review_queue, to_csv
+from tsoda.loop.rounds import LoopSettings, TsodaLoop, split_ids
+from tsoda.simulation.effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
+from tsoda.simulation.stages import DIVERGED, SharedFirstStage, mark_diverged, trainer_fingerprint
 
 NUMERIC = ("test_map50", "test_map50_95", "label_precision", "label_recall",
            "labelled_share", "edits_per_box", "false_background", "minutes")
@@ -229,7 +229,7 @@ class _Seed:
 
     def _train_chain(self, folder: Path, pairs, schedule: list[int]) -> Path:
         """The loop's schedule without its labels: stage k warm-starts from stage k - 1."""
-        from tsoda.tfrecords import write_tfrecords_for_pairs
+        from tsoda.data.tfrecords import write_tfrecords_for_pairs
 
         exported = folder / "exported.json"
         if exported.is_file():
@@ -315,7 +315,7 @@ def simulate(settings: LoopSettings, simulation: Simulation, trainer, detector_f
 
     Returns the per-seed rows (the summary is derived from them by :func:`summarize`).
     """
-    from tsoda.evaluate import evaluate_pairs
+    from tsoda.training.evaluate import evaluate_pairs
 
     parts = (trainer, detector_factory, label_map, evaluate or evaluate_pairs, echo)
     rows = []

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from auto_annotate.errors import AnnotateError
-from tsoda import anchors
+from tsoda.data import anchors
 
 
 def _positive(text: str) -> int:
@@ -17,7 +17,7 @@ def _positive(text: str) -> int:
 
 
 def _config_anchors(path):
-    from tsoda.pipeline_config import load_pipeline_config
+    from tsoda.config.pipeline import load_pipeline_config
 
     ssd = load_pipeline_config(path).model.ssd
     size = ssd.image_resizer.fixed_shape_resizer

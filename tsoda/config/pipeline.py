@@ -17,7 +17,7 @@ from auto_annotate import textproto
 from tsoda.errors import PipelineConfigError
 
 DESCRIPTOR_SET = Path(__file__).parent / "protos" / "pipeline.desc"
-PACKAGE = "tsoda.protos"
+PACKAGE = "tsoda.protos"  # the package declared in pipeline.proto
 
 
 @functools.cache
@@ -30,7 +30,8 @@ def _pool() -> descriptor_pool.DescriptorPool:
 
 
 def message_class(name: str) -> type:
-    """The message class of ``tsoda.protos.<name>``, e.g. 'TrainEvalPipelineConfig'."""
+    """The message class of ``tsoda.protos.<name>`` (the proto package), e.g.
+    'TrainEvalPipelineConfig'."""
     return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{PACKAGE}.{name}"))
 
 
@@ -65,7 +66,7 @@ def parse_pipeline_config(text: str, path: str | Path = "<pipeline.config>"):
         (field_path, line), more = unknown[0], len(unknown) - 1
         tail = f" (and {more} more: {', '.join(p for p, _ in unknown[1:4])})" if more else ""
         raise PipelineConfigError(path, f"line {line}: {field_path} is not supported by "
-                                        f"tsoda{tail}; see tsoda/protos/pipeline.proto")
+                                        f"tsoda{tail}; see tsoda/config/protos/pipeline.proto")
     message = cls()
     try:
         text_format.Parse(text, message)

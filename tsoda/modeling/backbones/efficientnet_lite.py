@@ -49,7 +49,7 @@ from official.vision.modeling.backbones import factory as backbone_factory
 from official.vision.modeling.layers import nn_layers
 from official.vision.ops import preprocess_ops
 
-from tsoda.registry import register_once
+from tsoda.modeling.registry import register_once
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from auto_annotate import boxes as box_ops
-from tsoda.tfrecords import TfRecordError
+from tsoda.data.tfrecords import TfRecordError
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature((), tf.string),

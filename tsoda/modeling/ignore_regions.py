@@ -9,7 +9,7 @@ the missed-flame problem. Here they travel with the real boxes through every aug
 them out again: anchors lying mostly inside one (intersection over the anchor's area >=
 ``IGNORE_IOA``) get classification weight 0, unless they are a real box's positive. Nothing
 else about matching changes, so images without ignore regions train exactly as before.
-tsoda/task.py makes Model Garden's RetinaNet task build this parser.
+tsoda/modeling/task.py makes Model Garden's RetinaNet task build this parser.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The loop is built from injected parts, so tests run it with fakes in seconds:
 ``trainer`` (train a round, export it), ``detector_factory`` (a SavedModel path to an
 auto_annotate Detector) and ``evaluate`` (COCO metrics of a Detector on (image, XML) pairs).
-All state is in the work dir's journal (tsoda/journal.py); every stage is safe to repeat,
+All state is in the work dir's journal (tsoda/loop/journal.py); every stage is safe to repeat,
 so a run killed at any moment continues where it stopped when started again.
 """
 
@@ -31,10 +31,10 @@ from auto_annotate.images import IMAGE_EXTENSIONS, list_images
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
 from auto_annotate.summary import Summary
-from tsoda import acceptance, report
+from tsoda.data.tfrecords import write_tfrecords_for_pairs
 from tsoda.errors import TrainingError
-from tsoda.journal import STAGES, ImageRow, Journal
-from tsoda.tfrecords import write_tfrecords_for_pairs
+from tsoda.loop import acceptance, report
+from tsoda.loop.journal import STAGES, ImageRow, Journal
 
 LOG = logging.getLogger(__name__)
 FIXED_SETTINGS = ("labeled_dir", "unlabeled_dir", "seed", "test_fraction")
@@ -45,7 +45,7 @@ class Trainer(Protocol):
 
     def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
               pseudo=None) -> str:
-        """Trains one round on ``records`` (a glob), plus a tsoda.task.PseudoStream if
+        """Trains one round on ``records`` (a glob), plus a tsoda.modeling.task.PseudoStream if
         given; returns the checkpoint path."""
 
     def export(self, round_dir: Path, checkpoint: str) -> Path:
@@ -59,14 +59,15 @@ class LoopSettings:
     labeled_dir: Path
     unlabeled_dir: Path
     work_dir: Path
-    threshold: float | None = None            # None: chosen each round (tsoda/thresholds.py)
+    threshold: float | None = None            # None: chosen each round (tsoda/loop/thresholds.py)
     uncertain_threshold: float | None = None  # None: chosen each round, <= threshold
     target_precision: float = 0.9
     target_recall: float = 0.9
     min_holdout_boxes: int = 10
     ignore_regions: bool = True  # uncertain detections: ignore regions (else hold back)
     tta: tuple[str, ...] = ()    # test-time augmentation views for labelling (auto_annotate.tta)
-    # accepted labels as a separate stream (tsoda/task.py PseudoStream); share 0: one stream
+    # accepted labels as a separate stream (tsoda/modeling/task.py PseudoStream); share 0:
+    # one stream
     pseudo_share: float = 0.0
     pseudo_weight: float = 1.0
     pseudo_background: float = 1.0
@@ -130,7 +131,7 @@ class TsodaLoop:
                  evaluate: Callable | None = None, progress: bool = True,
                  echo: Callable[[str], None] = print,
                  after_round: Callable[[TsodaLoop, int], None] | None = None) -> None:
-        from tsoda.evaluate import evaluate_pairs
+        from tsoda.training.evaluate import evaluate_pairs
 
         settings.validate()
         self.settings, self.trainer, self.label_map = settings, trainer, label_map
@@ -265,14 +266,14 @@ class TsodaLoop:
         records, pseudo = str(round_dir / "train.record*"), None
         stream = self.journal.get_meta(f"streams/{number}")
         if stream is not None:  # the records stage split the streams
-            from tsoda.task import PseudoStream
+            from tsoda.modeling.task import PseudoStream
 
             records, pseudo = str(round_dir / "hand.record*"), PseudoStream(**stream)
         return {"checkpoint": self.trainer.train(round_dir, records, row.steps, warm,
                                                  pseudo=pseudo)}
 
     def _pseudo_stream(self, round_dir: Path) -> dict:
-        """The round's pseudo stream (tsoda.task.PseudoStream's fields), kept in the
+        """The round's pseudo stream (tsoda.modeling.task.PseudoStream's fields), kept in the
         journal with its records, so a restart trains on what was written."""
         settings = self.settings
         return {"input_path": str(round_dir / "pseudo.record*"), "share": settings.pseudo_share,

@@ -27,7 +27,7 @@ from official.modeling import hyperparams, tf_utils
 from official.vision.configs import decoders as mg_decoders
 from official.vision.modeling.decoders import factory as decoder_factory
 
-from tsoda.registry import register_once
+from tsoda.modeling.registry import register_once
 
 logger = logging.getLogger(__name__)
 

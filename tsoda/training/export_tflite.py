@@ -38,11 +38,11 @@ from auto_annotate.errors import error_line
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
 from auto_annotate.letterbox import letterbox_image
 from auto_annotate.litert import TFLiteDetector, runtime_notes_hidden
-from tsoda import tflite_check
+from tsoda.config.experiment import build_experiment
+from tsoda.config.pipeline import load_pipeline_config, require_label_map
 from tsoda.errors import TrainingError
-from tsoda.experiment import build_experiment
-from tsoda.export import latest_checkpoint, write_config_files
-from tsoda.pipeline_config import load_pipeline_config, require_label_map
+from tsoda.training import tflite_check
+from tsoda.training.export import latest_checkpoint, write_config_files
 
 LOG = logging.getLogger(__name__)
 INPUT_NAME = "input_tensor"
@@ -165,7 +165,7 @@ def training_images(pipeline, source: str | Path) -> Iterator[np.ndarray]:
     Raises:
         TrainingError: a path of ``train_input_reader`` matches no file (before any reading).
     """
-    from tsoda.tfrecord_read import read_tfrecords
+    from tsoda.data.read import read_tfrecords
 
     patterns = list(pipeline.train_input_reader.tf_record_input_reader.input_path)
     missing = [pattern for pattern in patterns if not tf.io.gfile.glob(pattern)]

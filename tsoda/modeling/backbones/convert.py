@@ -42,7 +42,7 @@ from official.vision.configs import retinanet as rcfg
 from official.vision.modeling import factory
 
 from auto_annotate.errors import AnnotateError
-from tsoda.backbones import efficientnet_lite
+from tsoda.modeling.backbones import efficientnet_lite
 
 logger = logging.getLogger(__name__)
 

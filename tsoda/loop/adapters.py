@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from tsoda.pipeline_config import check_label_map, load_pipeline_config, to_text
+from tsoda.config.pipeline import check_label_map, load_pipeline_config, to_text
 
 
 class ModelGardenTrainer:
@@ -61,14 +61,14 @@ class ModelGardenTrainer:
 
     def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
               pseudo=None) -> str:
-        from tsoda.train import train
+        from tsoda.training.train import train
 
         config = self.round_config(round_dir, records, steps, warm_start)
         return train(config, Path(round_dir) / "model", steps, progress=self.progress,
                      pseudo=pseudo).checkpoint
 
     def export(self, round_dir: Path, checkpoint: str) -> Path:
-        from tsoda.export import export
+        from tsoda.training.export import export
 
         return export(Path(round_dir) / "pipeline.config", Path(round_dir) / "model",
                       Path(round_dir) / "export", checkpoint=checkpoint)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tsoda.experiment import build_experiment
-from tsoda.pipeline_config import load_pipeline_config
+from tsoda.config.experiment import build_experiment
+from tsoda.config.pipeline import load_pipeline_config
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def count_flops(function, spec: tf.TensorSpec) -> int:
 
 def model_stats(config_path: str | Path) -> ModelStats:
     """Builds the config's model and measures its parameters and FLOPs."""
-    from tsoda.train import build_model_and_task
+    from tsoda.training.train import build_model_and_task
 
     experiment = build_experiment(load_pipeline_config(config_path), config_path)
     _, model = build_model_and_task(experiment)

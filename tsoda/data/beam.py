@@ -1,10 +1,10 @@
 """VOC XML + images -> sharded TFRecords as an Apache Beam pipeline (the ``beam`` extra):
-the examples :func:`tsoda.tfrecords.write_tfrecords` writes, converted in parallel.
+the examples :func:`tsoda.data.tfrecords.write_tfrecords` writes, converted in parallel.
 
 The driver lists both folders (names only) and writes the work list (``index<TAB>xml
 name``, in the local writer's order) and the image folder's file names into a work folder
 beside the output; workers read them, convert each file with the local writer's
-functions (tsoda/examples.py), and number the usable examples as the local writer does
+functions (tsoda/data/examples.py), and number the usable examples as the local writer does
 (``image/source_id`` is the example's rank among the usable files, in name order). Shards
 are named as the local writer names them; which example lands in which shard differs.
 Folders and output may be local paths or URLs Beam's file systems reach.
@@ -29,8 +29,8 @@ from auto_annotate.beam.run import new_run
 from auto_annotate.errors import AnnotateError, ImageError, VocError
 from auto_annotate.label_map import LabelMap
 from auto_annotate.voc import parse_voc
-from tsoda.examples import example_from_files
-from tsoda.tfrecords import (
+from tsoda.data.examples import example_from_files
+from tsoda.data.tfrecords import (
     TfRecordError,
     TfRecordReport,
     image_index,
@@ -168,7 +168,7 @@ def _report(values: dict[str, int], lines: list[list[str]]) -> TfRecordReport:
 
 
 def _outputs(job: RecordsJob, examples: int) -> list:
-    """The shards, named as the local writer names them (tsoda.tfrecords.shard_paths); none
+    """The shards, named as the local writer names them (tsoda.data.tfrecords.shard_paths); none
     (deleted) when no example was written, as locally."""
     names = [job.output_path] if job.num_shards == 1 else [
         f"{job.output_path}-{i:05d}-of-{job.num_shards:05d}" for i in range(job.num_shards)]
@@ -180,7 +180,7 @@ def _outputs(job: RecordsJob, examples: int) -> list:
 
 def write_tfrecords_beam(xml_dir, image_dir, label_map: LabelMap, output_path,
                          num_shards: int, beam_args: list[str]) -> TfRecordReport:
-    """:func:`tsoda.tfrecords.write_tfrecords` as a Beam pipeline with Beam's options
+    """:func:`tsoda.data.tfrecords.write_tfrecords` as a Beam pipeline with Beam's options
     ``beam_args`` (``--runner``...): same examples, same report.
 
     Raises:

@@ -18,12 +18,12 @@ import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
-from tsoda import distribute
-from tsoda.distribute import Distribution
+from tsoda.config.experiment import Experiment, build_experiment
+from tsoda.config.pipeline import load_pipeline_config, require_label_map, to_text
 from tsoda.errors import DivergedError, TrainingError
-from tsoda.experiment import Experiment, build_experiment
-from tsoda.pipeline_config import load_pipeline_config, require_label_map, to_text
-from tsoda.warm_start import is_saved_model, restore_from_saved_model
+from tsoda.modeling.warm_start import is_saved_model, restore_from_saved_model
+from tsoda.training import distribute
+from tsoda.training.distribute import Distribution
 
 LOG = logging.getLogger(__name__)
 RESOLVED_PIPELINE = "pipeline.config"
@@ -57,12 +57,12 @@ def write_resolved_configs(model_dir: Path, pipeline, experiment: Experiment) ->
 
 
 def build_model_and_task(experiment: Experiment):
-    """(task, model) from an experiment; importing tsoda.bifpn registered our decoder.
+    """(task, model) from an experiment; importing tsoda.modeling.bifpn registered our decoder.
 
     The task is Model Garden's RetinaNet task with ignore regions (difficult VOC objects) in
-    its training input, and an optional pseudo-label stream: tsoda/task.py.
+    its training input, and an optional pseudo-label stream: tsoda/modeling/task.py.
     """
-    from tsoda.task import TsodaRetinaNetTask
+    from tsoda.modeling.task import TsodaRetinaNetTask
 
     task = TsodaRetinaNetTask(experiment.task)
     return task, task.build_model()
@@ -200,9 +200,9 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
           pseudo=None, strategy: str = "default") -> TrainResult:
     """Trains until step ``num_train_steps`` (default: train_config.num_steps).
 
-    ``pseudo`` (a tsoda.task.PseudoStream) makes part of every batch pseudo-labelled images
+    ``pseudo`` (a tsoda.modeling.task.PseudoStream) makes part of every batch pseudo-labelled images
     from their own TFRecords, with their own weights and augmentation. ``strategy``:
-    "default", "mirrored" or "multi_worker" (reads ``TF_CONFIG``); see tsoda/distribute.py.
+    "default", "mirrored" or "multi_worker" (reads ``TF_CONFIG``); see tsoda/training/distribute.py.
 
     Raises:
         PipelineConfigError: the config cannot be used (e.g. no label map, or one with

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from auto_annotate.fileio import atomic_write_bytes
-from tsoda.tfrecord_read import read_tfrecords
+from tsoda.data.read import read_tfrecords
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

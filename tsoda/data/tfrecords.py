@@ -28,7 +28,7 @@ from auto_annotate.errors import AnnotateError, ImageError
 from auto_annotate.images import IMAGE_EXTENSIONS, list_images
 from auto_annotate.label_map import LabelMap, load_label_map
 from auto_annotate.voc import VocAnnotation, read_voc
-from tsoda.examples import (  # noqa: F401  (EncodedImage, RecordObjects, build_example: API)
+from tsoda.data.examples import (  # noqa: F401  (EncodedImage, RecordObjects, build_example: API)
     EncodedImage,
     RecordObjects,
     build_example,

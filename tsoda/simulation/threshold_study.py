@@ -17,10 +17,10 @@ import numpy as np
 
 from auto_annotate import voc
 from auto_annotate.manifest import MANIFEST_NAME, read_manifest
-from tsoda.acceptance import decide
-from tsoda.label_effort import Effort, image_effort
-from tsoda.report import markdown_table
-from tsoda.thresholds import Thresholds
+from tsoda.loop.acceptance import decide
+from tsoda.loop.report import markdown_table
+from tsoda.loop.thresholds import Thresholds
+from tsoda.simulation.effort import Effort, image_effort
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from auto_annotate.errors import AnnotateError
     from auto_annotate.fileio import atomic_write_text
-    from tsoda.journal import Journal
+    from tsoda.loop.journal import Journal
 
     parser = argparse.ArgumentParser(prog="threshold_study.py", description=__doc__)
     parser.add_argument("--loop_dir", required=True, help="a loop work dir (tsoda run/simulate)")

@@ -15,9 +15,9 @@ from official.modeling import optimization
 from official.vision.configs import backbones, common
 from official.vision.configs import retinanet as rcfg
 
-from tsoda import bifpn
-from tsoda.backbones import efficientnet_lite
 from tsoda.errors import PipelineConfigError
+from tsoda.modeling import bifpn
+from tsoda.modeling.backbones import efficientnet_lite
 
 # feature_extractor.type -> (Model Garden backbone, decoder)
 EXTRACTORS = {
@@ -281,7 +281,7 @@ def _optimization(train_config, check: _Checker) -> optimization.OptimizationCon
     check.require(clip >= 0, "train_config.gradient_clipping_by_norm", "must be >= 0")
     if clip > 0:  # Model Garden clips the global norm of all gradients together
         spec["optimizer"][spec["optimizer"]["type"]]["global_clipnorm"] = clip
-    if optimizer.use_moving_average:  # Model Garden's EMA optimizer (tsoda/train.py swaps)
+    if optimizer.use_moving_average:  # Model Garden's EMA optimizer (tsoda/training/train.py swaps)
         spec["ema"] = {"average_decay": optimizer.moving_average_decay}
     return optimization.OptimizationConfig({**spec, **_learning_rate(rate, field, check)})
 

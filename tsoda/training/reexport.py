@@ -2,7 +2,7 @@
 detector) with today's export settings, and checking that its detections did not change.
 
 The weights go SavedModel -> model built from the same pipeline.config
-(:func:`tsoda.warm_start.restore_from_saved_model`, every shape checked) -> checkpoint, and
+(:func:`tsoda.modeling.warm_start.restore_from_saved_model`, every shape checked) -> checkpoint, and
 that checkpoint is exported as any trained one (``tsoda export``, any ``--format``).
 """
 
@@ -27,10 +27,10 @@ def checkpoint_from_saved_model(pipeline_config_path: str | Path, saved_model: s
         PipelineConfigError: the config cannot be used.
         TrainingError: the SavedModel was not made by tsoda export from this config.
     """
-    from tsoda.experiment import build_experiment
-    from tsoda.pipeline_config import load_pipeline_config
-    from tsoda.train import build_model_and_task
-    from tsoda.warm_start import restore_from_saved_model
+    from tsoda.config.experiment import build_experiment
+    from tsoda.config.pipeline import load_pipeline_config
+    from tsoda.modeling.warm_start import restore_from_saved_model
+    from tsoda.training.train import build_model_and_task
 
     experiment = build_experiment(load_pipeline_config(pipeline_config_path),
                                   pipeline_config_path)

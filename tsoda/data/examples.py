@@ -1,7 +1,7 @@
 """One Pascal VOC annotation and its image -> one ``tf.train.Example`` (Object Detection
-API keys, as TF Model Garden's ``TfExampleDecoder`` reads them); see tsoda/tfrecords.py
+API keys, as TF Model Garden's ``TfExampleDecoder`` reads them); see tsoda/data/tfrecords.py
 for the frames and box conventions. Pure conversions, shared by the local writer and the
-Beam pipeline (tsoda/tfrecords_beam.py).
+Beam pipeline (tsoda/data/beam.py).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def build_example(image: EncodedImage, objects: RecordObjects, filename: str,
         "image/object/class/label": _ints(objects.class_ids),
         "image/object/difficult": _ints(int(d) for d in objects.difficult),
         "image/object/area": _floats(area),
-        # difficult objects are ignore regions in training (tsoda/ignore_regions.py)
+        # difficult objects are ignore regions in training (tsoda/modeling/ignore_regions.py)
         "image/object/is_crowd": _ints(int(d) for d in objects.difficult),
     }
     for column, key in enumerate(("xmin", "ymin", "xmax", "ymax")):

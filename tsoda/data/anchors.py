@@ -145,7 +145,7 @@ def _leading_comments(text: str) -> str:
 
 def _check_written(path: Path, aspect_ratios: list[float], anchor_scale: float) -> bool:
     """True when the file at ``path`` parses to these anchor values (as float32 fields)."""
-    from tsoda.pipeline_config import load_pipeline_config
+    from tsoda.config.pipeline import load_pipeline_config
 
     written = load_pipeline_config(path).model.ssd.anchor_generator.multiscale_anchor_generator
     return (list(np.float32(written.aspect_ratios)) == list(np.float32(aspect_ratios))
@@ -167,7 +167,7 @@ def write_anchor_fields(config_path: str | Path, aspect_ratios: list[float],
             writing (the original file is restored).
     """
     from auto_annotate.fileio import atomic_write_text
-    from tsoda.pipeline_config import parse_pipeline_config, to_text
+    from tsoda.config.pipeline import parse_pipeline_config, to_text
 
     path = Path(config_path)
     original = path.read_text(encoding="utf-8")

@@ -18,9 +18,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
+from tsoda.config.experiment import build_experiment
+from tsoda.config.pipeline import load_pipeline_config, require_label_map, to_text
 from tsoda.errors import TrainingError
-from tsoda.experiment import build_experiment
-from tsoda.pipeline_config import load_pipeline_config, require_label_map, to_text
 
 LOG = logging.getLogger(__name__)
 INPUT_NAME = "input_tensor"

@@ -35,7 +35,7 @@ class Metrics:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     asked: int = 0
     # (score, true positive at IoU 0.5) per detection, and the boxes they were matched
-    # against (difficult ones left out): what tsoda/thresholds.py chooses thresholds from
+    # against (difficult ones left out): what tsoda/loop/thresholds.py chooses thresholds from
     score_table: list[tuple[float, bool]] = field(default_factory=list, repr=False)
     scored_boxes: int = 0
 
@@ -128,7 +128,7 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
     """
     from auto_annotate.annotate import Task, decoded_stream, group_batches, to_label_frame
     from auto_annotate.images import DecodedImage
-    from tsoda.thresholds import score_table
+    from tsoda.loop.thresholds import score_table
 
     tasks = [Task(Path(image), Path(image).name, Path(xml)) for image, xml in pairs]
     coco, skipped, table, scored_boxes = _Coco(label_map), [], [], 0

@@ -1,0 +1,1 @@
+"""Labels -> records: VOC folders as TFRecords (write, read back, draw, on Beam), anchors."""

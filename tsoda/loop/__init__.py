@@ -1,0 +1,1 @@
+"""TSODA, the loop: rounds, journal, acceptance thresholds, report, the real adapters."""

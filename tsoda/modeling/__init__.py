@@ -1,0 +1,1 @@
+"""The model: backbones, BiFPN, the task with ignore regions, registration, warm start."""

@@ -1,0 +1,1 @@
+"""What the loop is worth: simulate on hidden labels, shared stages, label effort."""

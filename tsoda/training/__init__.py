@@ -1,0 +1,1 @@
+"""Train, export (SavedModel, TFLite), evaluate, model size; one machine or several."""
