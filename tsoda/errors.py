@@ -19,3 +19,7 @@ class DivergedError(TrainingError):
     def __init__(self, path, step: int) -> None:
         super().__init__(path, f"loss is NaN at step {step}; the last checkpoint is kept")
         self.step = step
+
+
+class JournalError(TrainingError):
+    """The TSODA journal cannot be used: not a SQLite database, or another schema version."""

@@ -20,6 +20,7 @@ from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
 from tsoda.loop import thresholds as choose
+from tsoda.loop.journal import Split, Status
 
 LABEL_FLOOR = 0.05  # the labelling stage keeps detections down to this score
 
@@ -87,7 +88,7 @@ def decide(annotation: voc.VocAnnotation, scores: list[float], thresholds: choos
 def hand_boxes_per_image(journal) -> float:
     """Boxes per hand training image (ignore regions left out): the count prior."""
     counts = []
-    for image_row in journal.images("hand", "train"):
+    for image_row in journal.images(Status.HAND, Split.TRAIN):
         try:
             counts.append(sum(not o.difficult for o in voc.read_voc(image_row.xml).objects))
         except AnnotateError:

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
+from tsoda.loop.journal import Status
 
 COLUMNS = ("round", "steps", "hand", "verified", "auto", "accepted", "held_back", "remaining",
            "accept_at", "uncertain_at", "est_precision", "hand_map50", "hand_map50_95",
@@ -24,10 +25,10 @@ def round_rows(journal) -> list[dict]:
         hand, auto = r.metrics.get("hand", {}), r.metrics.get("auto", {})
         chosen = journal.get_meta(f"thresholds/{r.round}") or {}
         rows.append({
-            "round": r.round, "steps": r.steps, "hand": counts.get("hand", 0),
-            "verified": counts.get("verified", 0), "auto": counts.get("auto", 0),
+            "round": r.round, "steps": r.steps, "hand": counts.get(Status.HAND, 0),
+            "verified": counts.get(Status.VERIFIED, 0), "auto": counts.get(Status.AUTO, 0),
             "accepted": r.accepted, "held_back": r.held_back,
-            "remaining": counts.get("unlabelled", 0),
+            "remaining": counts.get(Status.UNLABELLED, 0),
             "accept_at": _fmt(chosen.get("accept"), 3),
             "uncertain_at": _fmt(chosen.get("uncertain"), 3),
             "est_precision": _fmt(chosen.get("precision"), 2),
@@ -92,7 +93,7 @@ def review_queue(journal) -> list[dict]:
     """Held-back images first (the newest round's first, most confident first), then
     accepted labels by their lowest box score. ``path`` and ``xml`` are the files, for
     ``python -m auto_annotate.review --queue``."""
-    unlabelled = {r.id: r for r in journal.images("unlabelled")}
+    unlabelled = {r.id: r for r in journal.images(Status.UNLABELLED)}
     queue, seen = [], set()
     for key in sorted(journal.meta_keys("held_back/"), key=lambda k: -int(k.split("/")[1])):
         for image_id, score in sorted(journal.get_meta(key), key=lambda item: -item[1]):
@@ -103,8 +104,8 @@ def review_queue(journal) -> list[dict]:
                           "held back: uncertain detections (suggestions)", "boxes": "",
                           "min_score": "", "max_score": _fmt(score), "split": "",
                           "path": unlabelled[image_id].image, "xml": unlabelled[image_id].xml})
-    accepted = sorted(journal.images("auto"), key=lambda r: (r.min_score or 0.0, r.id))
-    queue += [{"round": r.round, "image": r.id, "status": "auto", "boxes": r.boxes,
+    accepted = sorted(journal.images(Status.AUTO), key=lambda r: (r.min_score or 0.0, r.id))
+    queue += [{"round": r.round, "image": r.id, "status": Status.AUTO.value, "boxes": r.boxes,
                "min_score": _fmt(r.min_score), "max_score": _fmt(r.max_score),
                "split": r.split, "path": r.image, "xml": r.xml} for r in accepted]
     return queue

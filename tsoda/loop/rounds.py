@@ -14,7 +14,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -34,10 +33,10 @@ from auto_annotate.summary import Summary
 from tsoda.data.tfrecords import write_tfrecords_for_pairs
 from tsoda.errors import TrainingError
 from tsoda.loop import acceptance, report
-from tsoda.loop.journal import STAGES, ImageRow, Journal
+from tsoda.loop.journal import ImageRow, Journal, RoundRow, Split, Stage, Status
+from tsoda.loop.settings import FIXED_SETTINGS, LoopSettings
 
 LOG = logging.getLogger(__name__)
-FIXED_SETTINGS = ("labeled_dir", "unlabeled_dir", "seed", "test_fraction")
 
 
 class Trainer(Protocol):
@@ -50,60 +49,6 @@ class Trainer(Protocol):
 
     def export(self, round_dir: Path, checkpoint: str) -> Path:
         """Exports a checkpoint; returns the SavedModel path."""
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """The run's parameters (flags of ``tsoda run``)."""
-
-    labeled_dir: Path
-    unlabeled_dir: Path
-    work_dir: Path
-    threshold: float | None = None            # None: chosen each round (tsoda/loop/thresholds.py)
-    uncertain_threshold: float | None = None  # None: chosen each round, <= threshold
-    target_precision: float = 0.9
-    target_recall: float = 0.9
-    min_holdout_boxes: int = 10
-    ignore_regions: bool = True  # uncertain detections: ignore regions (else hold back)
-    tta: tuple[str, ...] = ()    # test-time augmentation views for labelling (auto_annotate.tta)
-    # accepted labels as a separate stream (tsoda/modeling/task.py PseudoStream); share 0:
-    # one stream
-    pseudo_share: float = 0.0
-    pseudo_weight: float = 1.0
-    pseudo_background: float = 1.0
-    pseudo_box_loss: bool = True
-    strong_augment: bool = False
-    initial_steps: int = 2500
-    step_increment: int = 1500
-    max_steps: int = 8500
-    max_rounds: int | None = None
-    test_fraction: float = 0.2
-    seed: int = 0
-
-    def steps_for(self, number: int) -> int:
-        return min(self.initial_steps + (number - 1) * self.step_increment, self.max_steps)
-
-    def validate(self) -> None:
-        if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
-        for name in ("threshold", "uncertain_threshold"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if None not in (self.threshold, self.uncertain_threshold) and \
-                self.uncertain_threshold > self.threshold:
-            raise ValueError("need uncertain_threshold <= threshold")
-        if not 0.0 <= self.pseudo_share < 1.0:
-            raise ValueError(f"pseudo_share must be in [0, 1), got {self.pseudo_share}")
-        if min(self.pseudo_weight, self.pseudo_background) < 0:
-            raise ValueError("pseudo_weight and pseudo_background must be >= 0")
-        for name in ("target_precision", "target_recall"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if min(self.initial_steps, self.max_steps) < 1 or self.step_increment < 0:
-            raise ValueError("steps must be positive")
-        if Path(self.labeled_dir).resolve() == Path(self.unlabeled_dir).resolve():
-            raise ValueError("labeled_dir and unlabeled_dir must be different folders")
 
 
 def split_ids(ids: list[str], fraction: float, seed: int, salt: str) -> set[str]:
@@ -173,9 +118,8 @@ class TsodaLoop:
                          self.settings.seed, "hand")
         for image, xml in pairs:
             image_id = f"L/{image.name}"
-            self.journal.add_image(ImageRow(image_id, str(image), str(xml), "hand",
-                                            "test" if image_id in test else "train",
-                                            None, None, None, None))
+            self.journal.add_image(ImageRow(image_id, str(image), str(xml), Status.HAND,
+                                            Split.TEST if image_id in test else Split.TRAIN))
 
     def _add_unlabelled_images(self) -> None:
         summary = Summary()
@@ -187,17 +131,17 @@ class TsodaLoop:
                                 _no_image_problem(Path(self.settings.unlabeled_dir)))
         for task in tasks:
             self.journal.add_image(ImageRow(f"U/{task.rel}", str(task.image), str(task.xml),
-                                            "unlabelled", None, None, None, None, None))
+                                            Status.UNLABELLED))
 
     def _sync_reviews(self) -> None:
         """Verified files under the work dir become hand labels; auto labels a reviewer
         deleted go back to unlabelled."""
         with self.journal.transaction():
-            for row in self.journal.images("auto") + self.journal.images("unlabelled"):
+            for row in self.journal.images(Status.AUTO) + self.journal.images(Status.UNLABELLED):
                 xml = Path(row.xml)
                 if not xml.is_file():
-                    if row.status == "auto":
-                        self.journal.update_image(row.id, status="unlabelled", split=None,
+                    if row.status == Status.AUTO:
+                        self.journal.update_image(row.id, status=Status.UNLABELLED, split=None,
                                                   round=None)
                     continue
                 try:
@@ -208,11 +152,11 @@ class TsodaLoop:
                 if verified:
                     test = random.Random(f"{self.settings.seed}/{row.id}").random() \
                         < self.settings.test_fraction
-                    self.journal.update_image(row.id, status="verified",
-                                              split=row.split or ("test" if test else "train"))
+                    self.journal.update_image(row.id, status=Status.VERIFIED, split=row.split
+                                              or (Split.TEST if test else Split.TRAIN))
 
     # ----- the rounds
-    def _pairs(self, split: str, statuses: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    def _pairs(self, split: Split, statuses: tuple[Status, ...]) -> list[tuple[Path, Path]]:
         return [(Path(r.image), Path(r.xml)) for status in statuses
                 for r in self.journal.images(status, split)]
 
@@ -228,13 +172,14 @@ class TsodaLoop:
             self._detectors = {saved_model: detector}
         return self._detectors[saved_model]
 
-    def _streams(self) -> dict[str, tuple[str, ...]]:
+    def _streams(self) -> dict[str, tuple[Status, ...]]:
         """Record set name -> the statuses in it: one set, or hand and pseudo apart."""
-        if self.settings.pseudo_share > 0 and self._pairs("train", ("auto",)):
-            return {"hand": ("hand", "verified"), "pseudo": ("auto",)}
-        return {"train": ("hand", "verified", "auto")}
+        hand = (Status.HAND, Status.VERIFIED)
+        if self.settings.pseudo_share > 0 and self._pairs(Split.TRAIN, (Status.AUTO,)):
+            return {"hand": hand, "pseudo": (Status.AUTO,)}
+        return {"train": (*hand, Status.AUTO)}
 
-    def _stage_records(self, number: int, round_dir: Path, row) -> dict:
+    def _stage_records(self, number: int, round_dir: Path, row: RoundRow) -> dict:
         streams = self._streams()
         for stale in ("train", "hand", "pseudo"):  # from an attempt with other settings
             if stale not in streams:
@@ -243,7 +188,7 @@ class TsodaLoop:
         self.journal.set_meta(f"streams/{number}", self._pseudo_stream(round_dir)
                               if "pseudo" in streams else None)
         for name, statuses in streams.items():
-            pairs = self._pairs("train", statuses)
+            pairs = self._pairs(Split.TRAIN, statuses)
             if not pairs:
                 raise TrainingError(self.settings.labeled_dir, "no labelled training image")
             result = write_tfrecords_for_pairs(pairs, self.label_map,
@@ -258,7 +203,7 @@ class TsodaLoop:
             self.echo(f"round {number}: {result.examples} {name} images, {result.boxes} boxes")
         return {}
 
-    def _stage_train(self, number: int, round_dir: Path, row) -> dict:
+    def _stage_train(self, number: int, round_dir: Path, row: RoundRow) -> dict:
         previous = [r for r in self.journal.rounds() if r.round == number - 1]
         warm = previous[0].checkpoint if previous else self.trainer.initial_checkpoint
         self.echo(f"round {number}: training {row.steps} steps"
@@ -281,14 +226,15 @@ class TsodaLoop:
                 "background_weight": settings.pseudo_background,
                 "box_loss": settings.pseudo_box_loss, "strong_augment": settings.strong_augment}
 
-    def _stage_export(self, number: int, round_dir: Path, row) -> dict:
+    def _stage_export(self, number: int, round_dir: Path, row: RoundRow) -> dict:
         return {"saved_model": str(self.trainer.export(round_dir, row.checkpoint))}
 
-    def _stage_evaluate(self, number: int, round_dir: Path, row) -> dict:
+    def _stage_evaluate(self, number: int, round_dir: Path, row: RoundRow) -> dict:
         detector = self._detector(row.saved_model)
         metrics = {}
-        for name, statuses in (("hand", ("hand",)), ("auto", ("auto", "verified"))):
-            pairs = self._pairs("test", statuses)
+        for name, statuses in (("hand", (Status.HAND,)),
+                               ("auto", (Status.AUTO, Status.VERIFIED))):
+            pairs = self._pairs(Split.TEST, statuses)
             if pairs:
                 result = self.evaluate(detector, self.label_map, pairs)
                 for path, reason in result.skipped:  # never scored on fewer images silently
@@ -302,8 +248,8 @@ class TsodaLoop:
                                          scored_boxes=result.scored_boxes)
         return {"metrics": metrics}
 
-    def _stage_label(self, number: int, round_dir: Path, row) -> dict:
-        rows = self.journal.images("unlabelled")
+    def _stage_label(self, number: int, round_dir: Path, row: RoundRow) -> dict:
+        rows = self.journal.images(Status.UNLABELLED)
         tasks = [Task(Path(r.image), r.id, round_dir / "labels" / Path(r.xml).name)
                  for r in rows]
         if tasks:  # everything down to the floor; _stage_accept applies the thresholds
@@ -313,10 +259,10 @@ class TsodaLoop:
                            round_dir / "labels", options)
         return {}
 
-    def _decide(self, number: int, round_dir: Path, row):
+    def _decide(self, number: int, round_dir: Path, row: RoundRow):
         """[(image row, Decision)] for the images the round found something in."""
         manifest = read_manifest(round_dir / "labels" / MANIFEST_NAME)
-        rows = [(r, manifest.get(r.id)) for r in self.journal.images("unlabelled")]
+        rows = [(r, manifest.get(r.id)) for r in self.journal.images(Status.UNLABELLED)]
         thresholds = acceptance.thresholds_once(self.journal, self.settings, number, row,
                                                 [rec for _, rec in rows if rec], self.echo)
         decisions = []
@@ -330,7 +276,7 @@ class TsodaLoop:
                 decisions.append((image_row, decision))
         return decisions
 
-    def _stage_accept(self, number: int, round_dir: Path, row) -> None:
+    def _stage_accept(self, number: int, round_dir: Path, row: RoundRow) -> None:
         start = time.perf_counter()
         decisions = self._decide(number, round_dir, row)
         edited = acceptance.write_labels(self.journal, decisions)
@@ -344,28 +290,36 @@ class TsodaLoop:
             self.journal.set_meta(f"edited/{number}", edited)
             for image_row, decision in accepted:  # every accepted image trains
                 self.journal.update_image(
-                    image_row.id, status="auto", round=number, boxes=decision.labels,
-                    split="train", min_score=min(decision.scores),
+                    image_row.id, status=Status.AUTO, round=number, boxes=decision.labels,
+                    split=Split.TRAIN, min_score=min(decision.scores),
                     max_score=max(decision.scores))
             self.journal.set_meta(f"held_back/{number}",
                                   [[r.id, max(d.scores)] for r, d in held])
             self.journal.set_meta(f"counts/{number}", self.journal.counts())
-            self.journal.finish_stage(number, "accept", time.perf_counter() - start,
+            self.journal.finish_stage(number, Stage.ACCEPT, time.perf_counter() - start,
                                       accepted=len(accepted), held_back=len(held))
         return None
+
+    def _stage_methods(self) -> dict[Stage, Callable[[int, Path, RoundRow], dict | None]]:
+        """Stage -> the method that runs it; it returns the fields to record (None: it
+        recorded its own finish)."""
+        return {Stage.RECORDS: self._stage_records, Stage.TRAIN: self._stage_train,
+                Stage.EXPORT: self._stage_export, Stage.EVALUATE: self._stage_evaluate,
+                Stage.LABEL: self._stage_label, Stage.ACCEPT: self._stage_accept}
 
     def _run_round(self, number: int) -> None:
         round_dir = self.work / "rounds" / f"{number:02d}"
         round_dir.mkdir(parents=True, exist_ok=True)
+        methods = self._stage_methods()
         while True:
             row = next(r for r in self.journal.rounds() if r.round == number)
             if row.done:
                 return
-            stage = STAGES[STAGES.index(row.stage) + 1 if row.stage else 0]
             start = time.perf_counter()
-            fields = getattr(self, f"_stage_{stage}")(number, round_dir, row)
+            fields = methods[row.next_stage](number, round_dir, row)
             if fields is not None:
-                self.journal.finish_stage(number, stage, time.perf_counter() - start, **fields)
+                self.journal.finish_stage(number, row.next_stage, time.perf_counter() - start,
+                                          **fields)
 
     def _stop_reason(self) -> str | None:
         done = [r for r in self.journal.rounds() if r.done]
@@ -373,7 +327,7 @@ class TsodaLoop:
             return None
         if self.settings.max_rounds is not None and len(done) >= self.settings.max_rounds:
             return f"reached --max_rounds {self.settings.max_rounds}"
-        if self.journal.counts()["unlabelled"] == 0:
+        if self.journal.counts()[Status.UNLABELLED] == 0:
             return "no unlabelled image is left"
         if done[-1].accepted == 0:
             return f"round {done[-1].round} accepted nothing new"

@@ -34,8 +34,10 @@ from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_text
 from tsoda.errors import DivergedError
+from tsoda.loop.journal import Split, Status
 from tsoda.loop.report import markdown_table, review_queue, to_csv
-from tsoda.loop.rounds import LoopSettings, TsodaLoop, split_ids
+from tsoda.loop.rounds import TsodaLoop, split_ids
+from tsoda.loop.settings import LoopSettings
 from tsoda.simulation.effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
 from tsoda.simulation.stages import DIVERGED, SharedFirstStage, mark_diverged, trainer_fingerprint
 
@@ -130,7 +132,7 @@ class _Seed:
     def test_pairs(self, loop: TsodaLoop) -> list[tuple[Path, Path]]:
         if self.simulation.test_dir:
             return voc.voc_pairs(self.simulation.test_dir)
-        return loop._pairs("test", ("hand",))
+        return loop._pairs(Split.TEST, (Status.HAND,))
 
     def score(self, saved_model, test_pairs) -> dict:
         if not test_pairs:
@@ -159,8 +161,8 @@ class _Seed:
         key = f"simulate/effort/{number}"
         stored = loop.journal.get_meta(key)
         if stored is None:
-            pool = loop.journal.images("auto") + loop.journal.images("unlabelled") + \
-                [r for r in loop.journal.images("verified") if r.id.startswith("U/")]
+            pool = loop.journal.images(Status.AUTO) + loop.journal.images(Status.UNLABELLED) \
+                + [r for r in loop.journal.images(Status.VERIFIED) if r.id.startswith("U/")]
             reviewed = _reviewed(loop)(number - 1)
             effort, quality = self.effort(pool, number, reviewed)
             stored = {**quality, **_effort_columns(effort), "reviewed": len(reviewed)}
@@ -196,7 +198,7 @@ class _Seed:
             if row.id in reviewed:
                 effort.add(Effort(hidden=len(truth.objects), labelled=len(truth.objects)))
                 continue
-            labelled = row.status == "auto" and row.round is not None and row.round <= number
+            labelled = row.status == Status.AUTO and row.round is not None and row.round <= number
             image = image_effort(voc.read_voc(row.xml) if labelled else None, truth)
             effort.add(image)
             if labelled:
@@ -251,8 +253,8 @@ class _Seed:
         schedule = [r.steps for r in loop.journal.rounds()]
         if not schedule:
             return []
-        hand = loop._pairs("train", ("hand",))
-        held_out = {Path(image).name for image, _ in loop._pairs("test", ("hand",))}
+        hand = loop._pairs(Split.TRAIN, (Status.HAND,))
+        held_out = {Path(image).name for image, _ in loop._pairs(Split.TEST, (Status.HAND,))}
         everything = [(image, xml) for image, xml in voc.voc_pairs(self.simulation.dataset_dir)
                       if image.name not in held_out]
         runs = [("hand_only", hand), ("all_labels", everything)]
@@ -302,7 +304,7 @@ class _RoundEnd:
             return
         rows = {r.id: r for r in loop.journal.images()}
         chosen = [q["image"] for q in review_queue(loop.journal)
-                  if rows[q["image"]].status in ("auto", "unlabelled")][:self.budget]
+                  if rows[q["image"]].status in (Status.AUTO, Status.UNLABELLED)][:self.budget]
         for image_id in chosen:
             truth = self.seed.truth(image_id)
             voc.write_voc(rows[image_id].xml, replace(truth, verified=True))
