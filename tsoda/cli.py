@@ -214,7 +214,7 @@ def _export(args) -> None:
 
 
 def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
-    from tsoda.loop.settings import LoopSettings
+    from tsoda.loop.rounds import LoopSettings
 
     return LoopSettings(
         labeled_dir=Path(labeled_dir or args.labeled_dir),

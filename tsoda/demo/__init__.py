@@ -64,8 +64,7 @@ def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:
     from auto_annotate import AutoAnnotate
     from auto_annotate.label_map import load_label_map
     from tsoda.loop.adapters import ModelGardenTrainer, model_detector
-    from tsoda.loop.rounds import TsodaLoop
-    from tsoda.loop.settings import LoopSettings
+    from tsoda.loop.rounds import LoopSettings, TsodaLoop
 
     work = Path(settings.work_dir).resolve()
     hand, unlabelled = _copy_sample(work)

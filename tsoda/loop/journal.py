@@ -16,10 +16,11 @@ Rows are read and written by column name, in this module only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -108,8 +109,8 @@ class RoundRow:
         return None if self.done else STAGES[STAGES.index(self.stage) + 1 if self.stage else 0]
 
 
-IMAGE_COLUMNS = tuple(f.name for f in fields(ImageRow))
-ROUND_COLUMNS = tuple(f.name for f in fields(RoundRow))
+IMAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(ImageRow))
+ROUND_COLUMNS = tuple(f.name for f in dataclasses.fields(RoundRow))
 
 
 def _stored(value):

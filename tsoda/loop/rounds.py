@@ -152,8 +152,8 @@ class TsodaLoop:
                 if verified:
                     test = random.Random(f"{self.settings.seed}/{row.id}").random() \
                         < self.settings.test_fraction
-                    self.journal.update_image(row.id, status=Status.VERIFIED, split=row.split
-                                              or (Split.TEST if test else Split.TRAIN))
+                    split = row.split or (Split.TEST if test else Split.TRAIN)
+                    self.journal.update_image(row.id, status=Status.VERIFIED, split=split)
 
     # ----- the rounds
     def _pairs(self, split: Split, statuses: tuple[Status, ...]) -> list[tuple[Path, Path]]:
@@ -315,11 +315,10 @@ class TsodaLoop:
             row = next(r for r in self.journal.rounds() if r.round == number)
             if row.done:
                 return
-            start = time.perf_counter()
-            fields = methods[row.next_stage](number, round_dir, row)
+            stage, start = row.next_stage, time.perf_counter()
+            fields = methods[stage](number, round_dir, row)
             if fields is not None:
-                self.journal.finish_stage(number, row.next_stage, time.perf_counter() - start,
-                                          **fields)
+                self.journal.finish_stage(number, stage, time.perf_counter() - start, **fields)
 
     def _stop_reason(self) -> str | None:
         done = [r for r in self.journal.rounds() if r.done]
