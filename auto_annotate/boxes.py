@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["clip_xyxy", "iou_xyxy", "letterboxed_yxyx_to_pixel_xyxy",
+           "normalized_yxyx_to_pixel_xyxy", "pixel_xyxy_to_letterboxed_yxyx",
+           "pixel_xyxy_to_normalized_yxyx", "stored_to_upright", "upright_hw", "upright_to_stored"]
+
 # Each orientation as an affine map from stored (x, y) to upright (x', y'):
 # x' = a*x + b*y + c*W + d*H ; y' = e*x + f*y + g*W + h*H, for stored size (W, H).
 # These match PIL's ImageOps.exif_transpose, which the tests check pixel by pixel.

@@ -11,6 +11,8 @@ import logging
 import os
 import warnings
 
+__all__ = ["setup_console"]
+
 # tf_keras warns on every Model Garden training call that the input dict has a key the
 # model does not use (the source id); it is expected and says nothing to a user.
 _KERAS_INPUT_WARNING = r"Input dict contained keys"

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["Detections", "non_finite_problem"]
+
 
 @dataclass(frozen=True)
 class Detections:

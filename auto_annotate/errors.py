@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+__all__ = ["AnnotateError", "ImageError", "LabelMapError", "ModelError", "VocError", "error_line"]
+
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ")
 
 

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_of_file"]
+
 
 def _umask() -> int:
     mask = os.umask(0)

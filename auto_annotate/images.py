@@ -13,6 +13,9 @@ from PIL import Image, UnidentifiedImageError
 
 from auto_annotate.errors import ImageError
 
+__all__ = ["IMAGE_EXTENSIONS", "OTHER_IMAGE_EXTENSIONS", "DecodedImage", "ImageScan",
+           "decode_image", "list_images", "natural_key", "scan_images"]
+
 # What LabelImg can show too (Qt's image readers). Qt applies the EXIF orientation of JPEG
 # and TIFF files, not of PNG or WebP.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})

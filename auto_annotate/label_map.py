@@ -16,6 +16,8 @@ from pathlib import Path
 from auto_annotate import textproto
 from auto_annotate.errors import LabelMapError
 
+__all__ = ["LabelMap", "load_label_map", "parse_label_map"]
+
 
 @dataclass(frozen=True)
 class LabelMap:

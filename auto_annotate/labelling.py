@@ -14,7 +14,7 @@ import logging
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +24,9 @@ from auto_annotate.detections import Detections
 from auto_annotate.errors import VocError
 from auto_annotate.images import DecodedImage
 from auto_annotate.label_map import LabelMap
+from auto_annotate.manifest import TIME_FORMAT, ManifestRecord, Status
 
 LOG = logging.getLogger(__name__)
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 ReadLabel = Callable[[], "bytes | None"]
 BROKEN_LINK = "broken symbolic link (its target does not exist)"
 
@@ -74,11 +74,10 @@ class Decision:
 
 @dataclass(frozen=True)
 class Label:
-    """The outcome of one labelled image: ``status`` "annotated" or "empty", its manifest
-    ``record``, and the XML ``text`` to write (None when no XML is due)."""
+    """The outcome of one labelled image: its manifest ``record`` (status annotated or
+    empty) and the XML ``text`` to write (None when no XML is due)."""
 
-    status: str
-    record: dict
+    record: ManifestRecord
     text: str | None
 
 
@@ -97,21 +96,23 @@ def read_label_file(path: str | Path) -> bytes | None:
         raise VocError(path, f"cannot read existing XML ({error.strerror or error})") from None
 
 
-def _existing(data: bytes, source, options: Options, previous: dict | None) -> Decision:
+def _existing(data: bytes, source, options: Options,
+              previous: ManifestRecord | None) -> Decision:
     """Only a file this tool wrote (its hash is in the image's manifest record) and nobody
     changed since is replaced, and only with ``overwrite``."""
     if voc.is_verified_data(data, source):
         return Decision("verified")
     if not options.overwrite:
         return Decision("existing")
-    recorded = (previous or {}).get("xml_sha256")
+    recorded = previous.xml_sha256 if previous is not None else None
     if recorded is None:
         return Decision("foreign")
     digest = hashlib.sha256(data).hexdigest()
     return Decision(replaces=digest) if digest == recorded else Decision("edited")
 
 
-def decide(read: ReadLabel, source, options: Options, previous: dict | None) -> Decision:
+def decide(read: ReadLabel, source, options: Options,
+           previous: ManifestRecord | None) -> Decision:
     """Whether to label an image, given its label file (``read``) and its latest manifest
     record: verified files always, other labels unless ``overwrite`` (and then files a
     person edited), and images a previous identical run found empty, are skipped.
@@ -131,8 +132,8 @@ def decide(read: ReadLabel, source, options: Options, previous: dict | None) -> 
         return Decision("unreadable")
     if options.overwrite or options.write_empty or previous is None:
         return Decision()
-    same_run = (previous.get("status") == "empty" and previous.get("model") == options.model_id
-                and previous.get("threshold") == options.threshold)
+    same_run = (previous.status is Status.EMPTY and previous.model == options.model_id
+                and previous.threshold == options.threshold)
     return Decision("done") if same_run else Decision()
 
 
@@ -164,9 +165,9 @@ def now() -> str:
     return time.strftime(TIME_FORMAT)
 
 
-def failed_record(rel: str, reason: str) -> dict:
+def failed_record(rel: str, reason: str) -> ManifestRecord:
     """The manifest record of an image that could not be labelled."""
-    return {"image": rel, "status": "failed", "error": reason, "time": now()}
+    return ManifestRecord.failed(rel, reason, now())
 
 
 def _labelled(kept: Detections, label_map: LabelMap) -> tuple[Detections, list[str]]:
@@ -178,19 +179,21 @@ def _labelled(kept: Detections, label_map: LabelMap) -> tuple[Detections, list[s
 
 
 def _record(rel: str, image: DecodedImage, written: Detections, detections: Detections,
-            options: Options) -> dict:
+            label_map: LabelMap, options: Options, errors: list[str]) -> ManifestRecord:
+    """The record of a labelled image whose ``written`` boxes are the kept ``detections``
+    (its XML not yet known)."""
     height, width = image.hw
     below = detections.scores[detections.scores < np.float32(options.threshold)]
-    return {
-        "image": rel, "width": width, "height": height, "orientation": image.orientation,
-        "boxes": [list(voc.disk_box(box, width, height)) for box in written.boxes],
-        "class_ids": [int(c) for c in written.class_ids],
-        "scores": [round(float(s), 5) for s in written.scores],
-        "below_threshold": len(below),
-        "max_score_below": round(float(below.max()), 5) if len(below) else None,
-        "model": options.model_id, "threshold": options.threshold,
-        "time": now(),
-    }
+    return ManifestRecord(
+        rel, Status.ANNOTATED if len(written) else Status.EMPTY, time=now(),
+        width=width, height=height, orientation=image.orientation,
+        boxes=tuple(voc.disk_box(box, width, height) for box in written.boxes),
+        class_ids=tuple(int(c) for c in written.class_ids),
+        classes=tuple(label_map.name_of(c) for c in written.class_ids),
+        scores=tuple(round(float(s), 5) for s in written.scores),
+        below_threshold=len(below),
+        max_score_below=round(float(below.max()), 5) if len(below) else None,
+        model=options.model_id, threshold=options.threshold, errors=tuple(errors))
 
 
 def image_location(image: str | Path) -> tuple[str, str, str]:
@@ -224,16 +227,12 @@ def make_label(rel: str, image_path: str | Path, xml_name: str, image: DecodedIm
         xml_name: the label file's name, recorded with its SHA-256.
     """
     kept, errors = _labelled(detections.at_or_above(options.threshold), label_map)
-    names = [label_map.name_of(c) for c in kept.class_ids]
-    status = "annotated" if len(kept) else "empty"
-    record = _record(rel, image, kept, detections, options)
-    record.update(status=status, classes=names, errors=errors, xml=None)
-    text = None
-    if len(kept) or options.write_empty:
-        text = xml_text(image_path, image, kept, names)
-        record.update(xml=xml_name,
-                      xml_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
-    return Label(status, record, text)
+    record = _record(rel, image, kept, detections, label_map, options, errors)
+    if not (len(kept) or options.write_empty):
+        return Label(record, None)
+    text = xml_text(image_path, image, kept, list(record.classes))
+    return Label(replace(record, xml=xml_name,
+                         xml_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest()), text)
 
 
 def predefined_classes_text(existing: str | None, label_map: LabelMap) -> str | None:

@@ -21,6 +21,8 @@ import numpy as np
 
 from auto_annotate import boxes as box_ops
 
+__all__ = ["PAD_RGB", "Letterbox", "letterbox_image", "plan_letterbox", "resize_bilinear"]
+
 # Model Garden's MEAN_RGB (preprocess_ops.MEAN_NORM * 255): what normalized zeros are in
 # raw 0-255 pixels. A uint8 input gets it rounded: (124, 116, 104).
 PAD_RGB = tuple(255 * value for value in (0.485, 0.456, 0.406))

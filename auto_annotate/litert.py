@@ -45,6 +45,9 @@ from auto_annotate.errors import ModelError, error_line
 from auto_annotate.letterbox import PAD_RGB, letterbox_image
 from auto_annotate.model import outputs_to_detections
 
+__all__ = ["EXPECTED", "INSTALL_HINT", "TFLiteDetector", "TFLiteSpec", "cpu_cores", "inspect_input",
+           "inspect_tflite", "open_interpreter", "runtime_notes_hidden"]
+
 LOG = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
 REQUIRED = ("detection_boxes", "detection_scores", "detection_classes")

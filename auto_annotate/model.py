@@ -30,6 +30,10 @@ from auto_annotate.detections import Detections
 from auto_annotate.errors import ModelError, error_line
 from auto_annotate.letterbox import Letterbox, letterbox_image
 
+__all__ = ["EXPECTED", "MODEL_KINDS", "Detector", "InputSpec", "SavedModelDetector",
+           "inspect_input", "load_detector", "load_signature", "model_fingerprint", "model_kind",
+           "outputs_to_detections"]
+
 LOG = logging.getLogger(__name__)
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
 EXPECTED = ("one input: uint8 or float32 [B, H, W, 3] (B = 1 or None, H and W fixed or "

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from auto_annotate.images import IMAGE_EXTENSIONS
 
+__all__ = ["Summary"]
+
 LOG = logging.getLogger("auto_annotate")
 SUPPORTED = " ".join(sorted(IMAGE_EXTENSIONS))
 _SKIP_WORDS = {"existing": "label file exists", "verified": "verified in LabelImg",

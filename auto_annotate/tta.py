@@ -23,6 +23,8 @@ import numpy as np
 from auto_annotate.boxes import iou_xyxy
 from auto_annotate.detections import Detections
 
+__all__ = ["VIEWS", "TtaDetector", "View", "check_views", "fuse", "views_argument", "views_of"]
+
 VIEWS = ("flip", "tiles")
 FUSE_IOU = 0.55
 TILE_SHARE = 2 / 3  # a tile's width and height, as a share of the image's

@@ -24,6 +24,10 @@ from auto_annotate import boxes as box_ops
 from auto_annotate.errors import VocError
 from auto_annotate.fileio import atomic_write_text
 
+__all__ = ["VocAnnotation", "VocObject", "annotation_to_xml", "disk_box", "is_verified",
+           "is_verified_data", "parse_voc", "read_voc", "to_upright_frame", "voc_pairs",
+           "write_voc"]
+
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
 

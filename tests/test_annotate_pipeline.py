@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from auto_annotate import annotate, voc
+from auto_annotate import annotate, predict, voc
 from auto_annotate.annotate import Options, annotate_folder
 from auto_annotate.label_map import parse_label_map
 from tests.helpers import LABEL_MAP, RED, FakeColorDetector, draw, save
@@ -135,7 +135,7 @@ def test_a_failing_batch_fails_its_images_only(tmp_path):
 
 def test_decoding_runs_ahead_in_worker_threads(tmp_path, monkeypatch):
     imgs = make_images(tmp_path, 12)
-    decoded_in, real_decode = [], annotate.decode_image
+    decoded_in, real_decode = [], predict.decode_image
 
     def spy(path):
         decoded_in.append(threading.current_thread() is threading.main_thread())
@@ -146,7 +146,7 @@ def test_decoding_runs_ahead_in_worker_threads(tmp_path, monkeypatch):
             self.decoded_before.append(len(decoded_in))
             return super().predict(images)
 
-    monkeypatch.setattr(annotate, "decode_image", spy)
+    monkeypatch.setattr(predict, "decode_image", spy)
     detector = Watcher(max_batch=1)
     detector.decoded_before = []
     annotate_folder(detector, LABELS, imgs, options=Options(workers=2, **QUIET))

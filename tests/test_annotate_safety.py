@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from auto_annotate import annotate, voc
 from auto_annotate.annotate import Options, annotate_folder
 from auto_annotate.detections import Detections
 from auto_annotate.errors import AnnotateError
-from auto_annotate.manifest import MANIFEST_NAME, read_manifest
+from auto_annotate.manifest import MANIFEST_NAME, ManifestRecord, read_manifest
 from tests.helpers import RED, FakeColorDetector, draw, save
 from tests.test_annotate_pipeline import LABELS, QUIET, make_images
 
@@ -104,7 +103,7 @@ def _sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _records(folder) -> dict[str, dict]:
+def _records(folder) -> dict[str, ManifestRecord]:
     return read_manifest(folder / MANIFEST_NAME)
 
 
@@ -113,13 +112,13 @@ def test_overwrite_keeps_files_edited_by_a_person_or_written_by_others(tmp_path)
     annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
     records = _records(imgs)
     for name in ("img0", "img1", "img2", "img3"):
-        assert records[f"{name}.png"]["xml_sha256"] == _sha256(imgs / f"{name}.xml")
+        assert records[f"{name}.png"].xml_sha256 == _sha256(imgs / f"{name}.xml")
     edited = voc.VocAnnotation("img1.png", 40, 30, objects=(voc.VocObject("smoke", (1, 1, 9, 9)),))
     voc.write_voc(imgs / "img1.xml", edited)  # saved with Ctrl+S, not verified
     (imgs / "img3.xml").unlink()
     voc.write_voc(imgs / "img3.xml", edited)  # a label from elsewhere, no record of ours
     records.pop("img3.png")
-    (imgs / MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in records.values()))
+    (imgs / MANIFEST_NAME).write_text("".join(r.to_line() + "\n" for r in records.values()))
     kept = {name: (imgs / name).read_bytes() for name in ("img1.xml", "img3.xml")}
 
     summary = annotate_folder(FakeColorDetector(), LABELS, imgs,
@@ -162,13 +161,13 @@ def test_killed_run_leaves_no_label_without_its_record(tmp_path, point, sig):
     records = _records(imgs)
     for xml in imgs.glob("*.xml"):  # every label on disk has its record, with its scores
         record = records[f"{xml.stem}.png"]
-        assert record["xml_sha256"] == _sha256(xml) and record["scores"] == [0.9]
+        assert record.xml_sha256 == _sha256(xml) and record.scores == (0.9,)
     assert (imgs / "img2.xml").exists() == (point == "after_xml")
 
     summary = annotate_folder(FakeColorDetector(), LABELS, imgs, options=Options(**QUIET))
     assert summary.exit_code == 0 and summary.processed + sum(summary.skipped.values()) == 4
     records = _records(imgs)
-    assert all(records[f"img{i}.png"]["xml_sha256"] == _sha256(imgs / f"img{i}.xml")
+    assert all(records[f"img{i}.png"].xml_sha256 == _sha256(imgs / f"img{i}.xml")
                for i in range(4))
 
 

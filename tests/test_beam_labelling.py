@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ pytest.importorskip("apache_beam")
 from auto_annotate import voc
 from auto_annotate.beam.cli import main as beam_main
 from auto_annotate.cli import main as cli_main
-from auto_annotate.manifest import MANIFEST_NAME, read_manifest
+from auto_annotate.manifest import MANIFEST_NAME, ManifestRecord, Status, read_manifest
 from tests.helpers import BLUE, GREEN, LABEL_MAP, RED, build_color_model, draw, save
 
 VERIFIED = voc.VocAnnotation("verified.png", 50, 40, objects=(
@@ -61,8 +62,8 @@ def _labels(xml: Path) -> dict[str, bytes]:
     return {p.relative_to(xml).as_posix(): p.read_bytes() for p in sorted(xml.rglob("*.xml"))}
 
 
-def _records(xml: Path) -> dict[str, dict]:
-    return {image: {k: v for k, v in record.items() if k != "time"}
+def _records(xml: Path) -> dict[str, ManifestRecord]:
+    return {image: replace(record, time=None)
             for image, record in read_manifest(xml / MANIFEST_NAME).items()}
 
 
@@ -98,7 +99,7 @@ def test_beam_writes_the_cli_labels_manifest_and_summary(data, cli_run, capsys, 
     assert voc.read_voc(xml / "verified.xml") == VERIFIED  # untouched
     assert voc.read_voc(xml / "rotated.xml").width == 64  # the upright frame
     assert _records(xml) == _records(cli_run["xml"])
-    assert _records(xml)["corrupt.jpg"]["status"] == "failed"
+    assert _records(xml)["corrupt.jpg"].status is Status.FAILED
     assert _summary(out) == _summary(cli_run["out"])
     assert "corrupt.jpg: not a readable image" in out and "class id 7 is not in" in out
     assert "skipped:           1 (1 verified in LabelImg)" in out
@@ -168,4 +169,4 @@ def test_a_tflite_model_with_tta_labels_as_the_cli_does(data, capsys):
     assert _labels(data["root"] / "tflite_beam") == _labels(data["root"] / "tflite_cli")
     records = _records(data["root"] / "tflite_beam")
     assert records == _records(data["root"] / "tflite_cli")
-    assert records["both.png"]["model"].endswith("+tta:flip")
+    assert records["both.png"].model.endswith("+tta:flip")

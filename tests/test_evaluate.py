@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from auto_annotate import voc
@@ -36,6 +38,17 @@ def test_unreadable_ground_truth_is_reported_and_the_result_says_fewer_images(tm
     metrics = evaluate_pairs(FakeColorDetector(), LABELS, pairs)
     assert (metrics.images, metrics.asked) == (1, 2) and metrics.skipped[0][0].endswith("b.xml")
     assert "scored on 1 of 2 images" in metrics.format()
+
+
+def test_an_image_the_model_fails_on_is_skipped_not_a_crash(tmp_path):
+    pairs = _pairs(tmp_path, {"a": "flame", "b": "flame", "c": "flame"})
+    (tmp_path / "d.png").write_bytes(b"not an image")
+    pairs.append((tmp_path / "d.png", pairs[0][1]))
+    metrics = evaluate_pairs(FakeColorDetector(fail_on=2), LABELS, pairs)  # 2nd call: b
+    assert (metrics.images, metrics.asked) == (2, 4)
+    assert [(Path(path).name, reason.split(":")[0]) for path, reason in metrics.skipped] == [
+        ("b.png", "model failed"), ("d.png", "not a readable image (unknown or corrupt format)")]
+    assert metrics.map50 == pytest.approx(1.0) and "scored on 2 of 4 images" in metrics.format()
 
 
 def test_evaluate_command_exits_non_zero_on_unknown_classes_or_skipped_files(

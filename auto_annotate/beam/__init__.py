@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from auto_annotate.errors import AnnotateError
 
+__all__ = ["INSTALL_HINT", "refuse_unknown_flags", "require_beam"]
+
 INSTALL_HINT = "needs apache-beam, which is not installed: pip install '.[beam]'"
 
 

@@ -25,6 +25,10 @@ from auto_annotate.images import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, scan_
 from auto_annotate.label_map import LabelMap, load_label_map, parse_label_map
 from auto_annotate.labelling import read_label_file
 
+__all__ = ["Listing", "is_url", "list_folder", "load_label_map_anywhere", "local_copy", "localize",
+           "read_bytes", "read_image", "read_label", "relative", "remove_folder", "write_atomic",
+           "xml_path_of"]
+
 RAW = CompressionTypes.UNCOMPRESSED  # never guess a compression from a file's suffix
 
 

@@ -4,7 +4,7 @@ Beam's ``TFModelHandlerTensor`` cannot serve our models: it loads through Keras'
 ``load_model`` (not an Object Detection API SavedModel, nor a ``.tflite`` file). This
 handler builds the detector the local run uses, :func:`auto_annotate.load_detector`, once
 per worker process (RunInference shares it between the worker's threads), and runs each
-batch with the local run's :func:`auto_annotate.annotate.predict_group`: a batch the model
+batch with the local run's :func:`auto_annotate.predict.predict_batch`: a batch the model
 fails on fails its images only, and non-finite output fails its image.
 """
 
@@ -17,15 +17,15 @@ from pathlib import Path
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from auto_annotate.annotate import predict_group
 from auto_annotate.beam.files import localize
 from auto_annotate.model import Detector, load_detector
+from auto_annotate.predict import predict_batch
 
 
 class DetectorHandler(ModelHandler):
     """Examples are (task, DecodedImage); each PredictionResult's ``inference`` is the
-    local run's outcome: (task, image, Detections in the label frame) or a failed
-    :class:`auto_annotate.annotate.Result`.
+    local run's outcome: a :class:`auto_annotate.predict.Prediction` (Detections in the
+    label frame) or a :class:`auto_annotate.predict.FailedImage`.
 
     Args:
         model_path: a SavedModel folder or a ``.tflite`` file, local or at a URL (copied
@@ -53,7 +53,7 @@ class DetectorHandler(ModelHandler):
 
     def run_inference(self, batch: Sequence, model: Detector,
                       inference_args: dict | None = None) -> Iterable[PredictionResult]:
-        outcomes = list(predict_group(list(batch), model))  # one per image, in order
+        outcomes = predict_batch(list(batch), model)  # one per image, in order
         return [PredictionResult(example, outcome)
                 for example, outcome in zip(batch, outcomes, strict=True)]
 

@@ -5,7 +5,7 @@
       ─► RunInference(our detector) ─► threshold, write XML ─► manifest shards
     problems (failures, dropped boxes) ─► a report the driver reads back, then deletes
 
-Every rule comes from the local run (auto_annotate/labelling.py, annotate.predict_group,
+Every rule comes from the local run (auto_annotate/labelling.py, predict.predict_batch,
 images.decode_image), so both write the same XML bytes and manifest records (``time``
 aside). Counts are Beam metrics (namespace ``auto_annotate``). Unlike the local run, which
 writes each image's record before its XML, the records are written as shards when the
@@ -15,7 +15,6 @@ pipeline finishes: a job that dies leaves labels without records, which a rerun 
 
 from __future__ import annotations
 
-import json
 import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +49,14 @@ from auto_annotate.labelling import (
     write_blocked,
     write_failure,
 )
-from auto_annotate.manifest import merge_latest, records_of_lines, shard_prefix
+from auto_annotate.manifest import (
+    ManifestRecord,
+    Status,
+    merge_latest,
+    records_of_lines,
+    shard_prefix,
+)
+from auto_annotate.predict import FailedImage, Prediction
 
 NAMESPACE = "auto_annotate"
 REPORT, FAILED = results.REPORT, "failed"
@@ -152,11 +158,11 @@ def select(item, options: Options):
 
 
 def decode(task: ImageTask):
-    """(task, DecodedImage), or a failed Result naming why the image cannot be read."""
+    """(task, DecodedImage), or a FailedImage naming why the image cannot be read."""
     try:
         yield task, decode_image(task.image, read_image(task.image))
     except ImageError as error:
-        yield TaggedOutput(FAILED, failed_result(task, error.problem))
+        yield TaggedOutput(FAILED, FailedImage(task, error.problem))
 
 
 class Finish(beam.DoFn):
@@ -165,42 +171,47 @@ class Finish(beam.DoFn):
     def __init__(self, label_map: LabelMap, options: Options) -> None:
         self.label_map, self.options = label_map, options
 
-    def _label(self, task: ImageTask, image, detections) -> Result:
-        label = make_label(task.rel, task.image, posixpath.basename(task.xml), image,
-                           detections, self.label_map, self.options)
+    def _label(self, prediction: Prediction) -> Result:
+        task = prediction.task
+        label = make_label(task.rel, task.image, posixpath.basename(task.xml),
+                           prediction.image, prediction.detections, self.label_map,
+                           self.options)
         if label.text is not None:
             blocked = write_blocked(lambda: read_label(task.xml), task.xml, self.options,
                                     task.replaces, label.text)
             if blocked:
-                return Result(task, "skipped", {"reason": blocked})
+                return Result(task, skipped=blocked)
             write_atomic(task.xml, label.text.encode("utf-8"))
-        return Result(task, label.status, label.record)
+        return Result(task, label.record)
 
-    def process(self, outcome):
-        result = outcome if isinstance(outcome, Result) else None
-        if result is None:
+    def process(self, outcome: Prediction | FailedImage):
+        task = outcome.task
+        if isinstance(outcome, FailedImage):
+            result = failed_result(task, outcome.reason)
+        else:
             try:
-                result = self._label(*outcome)
+                result = self._label(outcome)
             except (OSError, AnnotateError) as error:
-                result = failed_result(outcome[0], write_failure(outcome[0].xml, error))
+                result = failed_result(task, write_failure(task.xml, error))
         yield from account(result)
 
 
 def account(result: Result):
     """Counts one result; yields its manifest record and report lines."""
-    if result.status == "skipped":
-        count(f"skipped_{result.record['reason']}")
+    record: ManifestRecord | None = result.record
+    if record is None:
+        count(f"skipped_{result.skipped}")
         return
-    if result.status == "failed":
-        yield problem(result.task.image, result.record["error"])
-        yield result.record
+    if record.status is Status.FAILED:
+        yield problem(result.task.image, record.error)
+        yield record
         return
-    for error in result.record["errors"]:
+    for error in record.errors:
         yield problem(result.task.image, error, kind="box")
-    count(result.status)
-    count("boxes_written", len(result.record["boxes"]))
-    count("empty_written", int(result.status == "empty" and result.record["xml"] is not None))
-    yield result.record
+    count(record.status.value)
+    count("boxes_written", len(record.boxes))
+    count("empty_written", int(record.status is Status.EMPTY and record.xml is not None))
+    yield record
 
 
 def build(pipeline: beam.Pipeline, job: BeamJob, report_prefix: str) -> None:
@@ -229,7 +240,7 @@ def build(pipeline: beam.Pipeline, job: BeamJob, report_prefix: str) -> None:
     finished = ((predicted, decoded[FAILED]) | "Outcomes" >> beam.Flatten()
                 | "Write labels" >> beam.ParDo(Finish(job.label_map, job.options))
                 .with_outputs(REPORT, main="records"))
-    _ = (finished.records | "As JSON" >> beam.Map(json.dumps, ensure_ascii=False)
+    _ = (finished.records | "As JSON" >> beam.Map(ManifestRecord.to_line)
          | "Manifest shards" >> beam.io.WriteToText(
              job.path(shard_prefix(job.run)), file_name_suffix=".jsonl", skip_if_empty=True))
     _ = ((listed[REPORT], unique[REPORT], todo[REPORT], finished[REPORT])

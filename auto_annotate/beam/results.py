@@ -15,6 +15,8 @@ from apache_beam.pvalue import TaggedOutput
 
 from auto_annotate.beam.files import is_url, read_bytes, remove_folder
 
+__all__ = ["REPORT", "count", "counters", "report_line", "take_report"]
+
 REPORT = "report"
 
 

@@ -30,6 +30,8 @@ from auto_annotate.manifest import shard_prefix
 from auto_annotate.model import load_detector, model_kind
 from auto_annotate.summary import Summary
 
+__all__ = ["COUNTS", "new_run", "prepare", "run", "summary_of", "write_class_list"]
+
 COUNTS = ("found", "annotated", "empty", "empty_written", "boxes_written")
 
 

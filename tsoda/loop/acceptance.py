@@ -19,6 +19,7 @@ from pathlib import Path
 from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
+from auto_annotate.manifest import ManifestRecord, Status
 from tsoda.loop import thresholds as choose
 from tsoda.loop.journal import Split, Status
 
@@ -96,14 +97,15 @@ def hand_boxes_per_image(journal) -> float:
     return sum(counts) / len(counts) if counts else 1.0
 
 
-def thresholds_once(journal, settings, number: int, row, records: list[dict], echo):
-    """The round's thresholds, chosen once and kept in the journal (and said)."""
+def thresholds_once(journal, settings, number: int, row, records: list[ManifestRecord], echo):
+    """The round's thresholds, chosen once and kept in the journal (and said); ``records``:
+    the pool's manifest records, whose scores the count prior uses."""
     stored = journal.get_meta(f"thresholds/{number}")
     if stored is not None:
         return choose.Thresholds(**stored)
     chosen = round_thresholds(
         settings, row.metrics.get("hand"),
-        [r.get("scores") or [] for r in records if r.get("status") != "failed"],
+        [list(r.scores) for r in records if r.status is not Status.FAILED],
         hand_boxes_per_image(journal))
     journal.set_meta(f"thresholds/{number}", chosen.as_dict())
     echo(f"round {number}: {chosen.describe()}")

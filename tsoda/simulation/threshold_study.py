@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from auto_annotate import voc
-from auto_annotate.manifest import MANIFEST_NAME, read_manifest
+from auto_annotate.manifest import MANIFEST_NAME, Status, read_manifest
 from tsoda.loop.acceptance import decide
 from tsoda.loop.report import markdown_table
 from tsoda.loop.thresholds import Thresholds
@@ -44,14 +44,14 @@ def load_round(round_dir: Path, dataset_dir: Path) -> list[PoolImage]:
         raise AnnotateError(round_dir, "no labelling manifest: not a finished round's folder")
     images = []
     for image_id, record in read_manifest(Path(round_dir) / "labels" / MANIFEST_NAME).items():
-        if record.get("status") not in ("annotated", "empty"):
+        if record.status not in (Status.ANNOTATED, Status.EMPTY):
             continue
         stem = Path(image_id).stem
         truth = voc.read_voc(Path(dataset_dir) / f"{stem}.xml")
         xml = Path(round_dir) / "labels" / f"{stem}.xml"
-        found = voc.read_voc(xml) if record["status"] == "annotated" and xml.is_file() else \
+        found = voc.read_voc(xml) if record.status is Status.ANNOTATED and xml.is_file() else \
             voc.VocAnnotation(truth.filename, truth.width, truth.height)
-        images.append(PoolImage(found, list(record.get("scores") or []), truth))
+        images.append(PoolImage(found, list(record.scores), truth))
     return images
 
 

@@ -43,7 +43,7 @@ class Metrics:
         lines = [f"images: {self.images}  boxes: {self.boxes}"]
         if self.images < self.asked:
             lines.append(f"warning: scored on {self.images} of {self.asked} images; "
-                         f"{self.asked - self.images} could not be read (listed below)")
+                         f"{self.asked - self.images} could not be scored (listed below)")
         lines += [
                  f"mAP@0.5:      {self.map50:.4f}",
                  f"mAP@0.5:0.95: {self.map50_95:.4f}",
@@ -124,36 +124,34 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
                    workers: int = 2) -> Metrics:
     """COCO metrics of a Detector on (image, VOC file) pairs; no pair gives zeros.
 
-    Detections of all scores are kept (COCO's mAP integrates over the score ranking).
+    Detections of all scores are kept (COCO's mAP integrates over the score ranking). An
+    image that cannot be decoded, whose model call fails, or whose model output is not
+    finite, and an unreadable VOC file, are listed in ``skipped`` and not scored.
     """
-    from auto_annotate.annotate import Task, decoded_stream, group_batches, to_label_frame
-    from auto_annotate.images import DecodedImage
+    from auto_annotate import FailedImage, predict_stream
+    from auto_annotate.annotate import Task
     from tsoda.loop.thresholds import score_table
 
     tasks = [Task(Path(image), Path(image).name, Path(xml)) for image, xml in pairs]
     coco, skipped, table, scored_boxes = _Coco(label_map), [], [], 0
-    stream = decoded_stream(tasks, workers, max(8, 2 * detector.max_batch))
-    for group in group_batches(stream, detector, max(16, 4 * detector.max_batch)):
-        decoded = [(t, item) for t, item in group if isinstance(item, DecodedImage)]
-        skipped += [(str(t.image), item.problem) for t, item in group
-                    if not isinstance(item, DecodedImage)]
-        if not decoded:
+    for outcome in predict_stream(tasks, detector, workers):
+        task = outcome.task
+        if isinstance(outcome, FailedImage):
+            skipped.append((str(task.image), outcome.reason))
             continue
-        predictions = detector.predict([image.upright for _, image in decoded])
-        for (task, image), detections in zip(decoded, predictions, strict=True):
-            try:
-                truth = voc.to_upright_frame(voc.read_voc(task.xml), image.stored_hw,
-                                             image.orientation)
-            except AnnotateError as error:
-                skipped.append((str(task.xml), error.problem))
-                continue
-            found = to_label_frame(detections, image)
-            coco.add(truth, found, str(task.xml))
-            table += score_table([(label_map.name_of(int(c)) or str(c), box, score) for
-                                  box, score, c in zip(found.boxes, found.scores,
-                                                       found.class_ids, strict=True)],
-                                 truth.objects)
-            scored_boxes += sum(not o.difficult for o in truth.objects)
+        image, found = outcome.image, outcome.detections
+        try:
+            truth = voc.to_upright_frame(voc.read_voc(task.xml), image.stored_hw,
+                                         image.orientation)
+        except AnnotateError as error:
+            skipped.append((str(task.xml), error.problem))
+            continue
+        coco.add(truth, found, str(task.xml))
+        table += score_table([(label_map.name_of(int(c)) or str(c), box, score) for
+                              box, score, c in zip(found.boxes, found.scores,
+                                                   found.class_ids, strict=True)],
+                             truth.objects)
+        scored_boxes += sum(not o.difficult for o in truth.objects)
     _refuse_unknown(coco.unknown, label_map)
     stats, per_class = coco.evaluate()
     return Metrics(map50=float(stats[1]), map50_95=float(stats[0]), recall=float(stats[8]),

@@ -1,0 +1,178 @@
+"""Images to detections, image by image: decode ahead, batch, run the model.
+
+Decoding runs in worker threads ahead of the model (PIL releases the GIL while it decodes),
+so decoding overlaps inference. Images are grouped into batches the model can take (equal
+batch keys), and each image's outcome comes back in input order: its detections in the label
+frame, or a one-line reason it has none (an image that cannot be decoded, a model call that
+fails, non-finite model output). One image's failure never ends the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from auto_annotate import boxes as box_ops
+from auto_annotate.detections import Detections, non_finite_problem
+from auto_annotate.errors import ImageError, error_line
+from auto_annotate.images import DecodedImage, decode_image
+from auto_annotate.model import Detector
+
+__all__ = ["FailedImage", "HasImage", "Prediction", "decoded_stream", "predict_batch",
+           "predict_stream", "to_label_frame"]
+
+
+class HasImage(Protocol):
+    """A task of the stream: anything with the path of its ``image`` file."""
+
+    @property
+    def image(self) -> Path | str: ...
+
+
+@dataclass(frozen=True)
+class FailedImage:
+    """An image that got no detections: its task and the one-line reason."""
+
+    task: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """An image's detections: its task, the decoded image, and the detections in the label
+    frame (pixel xyxy in the upright image, clipped to it)."""
+
+    task: Any
+    image: DecodedImage
+    detections: Detections
+
+
+Outcome = FailedImage | Prediction
+
+
+def to_label_frame(detections: Detections, image: DecodedImage) -> Detections:
+    """Boxes in the frame LabelImg shows (the upright image), clipped to it.
+
+    The detector already ran on the upright image, so only clipping is left to do.
+    """
+    return Detections(box_ops.clip_xyxy(detections.boxes, image.hw), detections.scores,
+                      detections.class_ids)
+
+
+def _decode(task: HasImage) -> tuple[HasImage, DecodedImage | ImageError]:
+    try:
+        return task, decode_image(task.image)
+    except ImageError as error:
+        return task, error
+
+
+def decoded_stream(tasks: Iterable[HasImage], workers: int, lookahead: int
+                   ) -> Iterator[tuple[HasImage, DecodedImage | ImageError]]:
+    """Decodes images in ``workers`` threads, at most ``lookahead`` ahead, in order."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = []
+        for task in tasks:
+            pending.append(pool.submit(_decode, task))
+            if len(pending) >= lookahead:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def predict_batch(batch: Sequence[tuple[Any, DecodedImage]],
+                  detector: Detector) -> list[Outcome]:
+    """Runs the detector on one batch of decoded images (one model call); one outcome per
+    image, in order. A model call that raises fails every image of the batch."""
+    if not batch:
+        return []
+    try:
+        predictions = detector.predict([image.upright for _, image in batch])
+    except Exception as error:  # one failing batch must not end the run
+        reason = f"model failed: {error_line(error)}"
+        return [FailedImage(task, reason) for task, _ in batch]
+    outcomes: list[Outcome] = []
+    for (task, image), detections in zip(batch, predictions, strict=True):
+        problem = non_finite_problem(detections)
+        outcomes.append(FailedImage(task, problem) if problem else
+                        Prediction(task, image, to_label_frame(detections, image)))
+    return outcomes
+
+
+@dataclass
+class _InOrder:
+    """Batches decoded images by batch key and hands their outcomes back in input order.
+
+    Images wait in a bucket per batch key until it holds a full batch. When more than
+    ``max_pending`` images wait (in buckets, or done but behind an earlier one), the
+    bucket holding the earliest waiting image runs, so memory stays bounded.
+    """
+
+    detector: Detector
+    max_pending: int
+    buckets: dict[Hashable, list[tuple[int, Any, DecodedImage]]] = field(default_factory=dict)
+    done: dict[int, Outcome] = field(default_factory=dict)
+    emitted: int = 0  # the index of the next outcome to hand back
+
+    def add(self, index: int, task, item: DecodedImage | ImageError) -> None:
+        """Takes the ``index``-th decoded image (or why it could not be decoded)."""
+        if isinstance(item, ImageError):
+            self.done[index] = FailedImage(task, item.problem)
+            return
+        key = self.detector.batch_key(item.upright.shape[:2])
+        bucket = self.buckets.setdefault(key, [])
+        bucket.append((index, task, item))
+        if len(bucket) >= self.detector.max_batch:
+            self._run(key)
+
+    def _run(self, key: Hashable) -> None:
+        batch = self.buckets.pop(key)
+        outcomes = predict_batch([(task, image) for _, task, image in batch], self.detector)
+        self.done.update(zip((index for index, _, _ in batch), outcomes, strict=True))
+
+    def _earliest(self) -> Hashable:
+        return min(self.buckets, key=lambda key: self.buckets[key][0][0])
+
+    def _emit(self) -> Iterator[Outcome]:
+        while self.emitted in self.done:
+            yield self.done.pop(self.emitted)
+            self.emitted += 1
+
+    def ready(self) -> Iterator[Outcome]:
+        """The outcomes whose turn has come, in input order; runs the earliest bucket
+        before its batch is full when too many images wait."""
+        yield from self._emit()
+        while self.buckets and len(self.done) + sum(map(len, self.buckets.values())) > \
+                self.max_pending:
+            self._run(self._earliest())
+            yield from self._emit()
+
+    def finish(self) -> Iterator[Outcome]:
+        """Runs what still waits; every remaining outcome, in input order."""
+        yield from self._emit()
+        while self.buckets:
+            self._run(self._earliest())
+            yield from self._emit()
+
+
+def predict_stream(tasks: Iterable[HasImage], detector: Detector,
+                   workers: int = 2) -> Iterator[Outcome]:
+    """Decodes, batches and runs the detector over images; one outcome per image, in input
+    order, each either a :class:`Prediction` (detections in the label frame) or a
+    :class:`FailedImage` (the task and why: undecodable image, failing model batch,
+    non-finite output).
+
+    Args:
+        tasks: anything with an ``image`` path (a local file), returned in the outcome.
+        detector: the model (see :class:`auto_annotate.model.Detector`); it runs in the
+            calling thread.
+        workers: decoding threads.
+    """
+    lookahead = max(8, 2 * detector.max_batch)
+    order = _InOrder(detector, max(16, 4 * detector.max_batch))
+    for index, (task, item) in enumerate(decoded_stream(tasks, workers, lookahead)):
+        order.add(index, task, item)
+        yield from order.ready()
+    yield from order.finish()
