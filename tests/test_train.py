@@ -94,3 +94,31 @@ def test_moving_average_weights_are_what_the_final_checkpoint_holds(tmp_path):
                                                     "/.ATTRIBUTES/VARIABLE_VALUE"),
                                   reader.get_tensor(slot)) for slot in averages)
     assert swapped > len(averages) // 2  # the model's weights are the averages, not the last
+
+
+def test_the_loop_trainer_parses_the_config_once_and_warns_once(tmp_path, monkeypatch,
+                                                                 caplog):
+    import logging
+
+    from tsoda.config.pipeline import LoadedConfig, load
+    from tsoda.loop.adapters import ModelGardenTrainer
+    from tsoda.training import export
+    from tsoda.training import train as train_module
+
+    (tmp_path / "map.pbtxt").write_text('item { id: 1 name: "flame" }\n')
+    calls = []
+    monkeypatch.setattr(train_module, "train", lambda config, *args, **kwargs: calls.append(
+        config) or train_module.TrainResult("ckpt-5", 0, 5, 1.0, None))
+    monkeypatch.setattr(export, "export", lambda config, *args, **kwargs: calls.append(config))
+    with caplog.at_level(logging.WARNING, logger="tsoda.config.unmapped"):
+        config = load(CONFIG)  # as the command line does
+        trainer = ModelGardenTrainer(config, tmp_path / "map.pbtxt", progress=False)
+        for round_dir in (tmp_path / "01", tmp_path / "02"):
+            round_dir.mkdir()
+            assert trainer.train(round_dir, "r.record*", 5, None) == "ckpt-5"
+            trainer.export(round_dir, "ckpt-5")
+    assert all(isinstance(config, LoadedConfig) for config in calls)
+    assert [c.message.train_config.num_steps for c in calls] == [5] * 4
+    assert calls[-1].source == tmp_path / "02" / "pipeline.config"
+    # the shipped config sets two ignored fields: warned when parsed, not once per round
+    assert len(caplog.records) == 2

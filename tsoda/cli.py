@@ -97,6 +97,11 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
                             "several machines, from the TF_CONFIG environment variable (every "
                             "worker runs this command with the same --model_dir, which all "
                             "must reach; only the chief writes there)")
+    train.add_argument("--set", action="append", default=[], dest="overrides",
+                       metavar="FIELD=VALUE",
+                       help="override a field of the config by its dotted path, e.g. "
+                            "train_config.num_steps=600 (repeatable; values as in the file, "
+                            "strings without quotes); MODEL_DIR/pipeline.config shows the result")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     if args.command == "train":
+        from tsoda.config.pipeline import load
         from tsoda.training.train import train
 
-        result = train(args.pipeline_config_path, args.model_dir, args.num_train_steps,
+        config = load(args.pipeline_config_path, args.overrides)
+        result = train(config, args.model_dir, args.num_train_steps,
                        progress=not args.quiet, checkpoint_every=args.checkpoint_every,
                        summary_every=args.summary_every, strategy=args.strategy)
         print(f"checkpoint: {result.checkpoint} (steps {result.first_step}->{result.last_step}"
@@ -197,19 +204,20 @@ def _run(args) -> int:
 
 
 def _export(args) -> None:
+    from tsoda.config.pipeline import load
+
+    if args.quantize is not None and args.format != "tflite":
+        raise ValueError("--quantize applies to --format tflite only")
+    config = load(args.pipeline_config_path)
     if args.format == "tflite":
         from tsoda.training.export_tflite import export_tflite
 
-        result = export_tflite(args.pipeline_config_path, args.model_dir, args.output_dir,
-                               args.quantize or "none")
+        result = export_tflite(config, args.model_dir, args.output_dir, args.quantize or "none")
         print(f"tflite model: {result.path} ({result.check.format()})")
         return
-    if args.quantize is not None:
-        raise ValueError("--quantize applies to --format tflite only")
     from tsoda.training.export import export
 
-    saved = export(args.pipeline_config_path, args.model_dir, args.output_dir,
-                   args.nms_version)
+    saved = export(config, args.model_dir, args.output_dir, args.nms_version)
     print(f"saved model: {saved}")
 
 
@@ -232,14 +240,12 @@ def loop_settings(args, labeled_dir=None, unlabeled_dir=None):
 
 def _parts(args):
     from auto_annotate.label_map import load_label_map
-    from tsoda.config.pipeline import load_pipeline_config, require_label_map
+    from tsoda.config.pipeline import load, require_label_map
     from tsoda.loop.adapters import ModelGardenTrainer, model_detector
 
-    label_map_path = args.label_map_path or \
-        require_label_map(load_pipeline_config(args.pipeline_config_path),
-                          args.pipeline_config_path)
-    trainer = ModelGardenTrainer(args.pipeline_config_path, label_map_path,
-                                 progress=not args.quiet)
+    config = load(args.pipeline_config_path)
+    label_map_path = args.label_map_path or require_label_map(config.message, config.source)
+    trainer = ModelGardenTrainer(config, label_map_path, progress=not args.quiet)
     return trainer, model_detector(), load_label_map(label_map_path)
 
 

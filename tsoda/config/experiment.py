@@ -3,7 +3,8 @@
 An SSD with a feature pyramid in Object Detection API terms is a RetinaNet in Model
 Garden's. Every supported field is mapped here, in one place; semantic problems (levels
 that disagree, an input size the pyramid cannot divide, unsupported values) are refused
-with the field's path before any training starts.
+with the field's path before any training starts. The declared fields not mapped here are
+listed, with their reasons, in tsoda/config/unmapped.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from official.modeling import optimization
 from official.vision.configs import backbones, common
 from official.vision.configs import retinanet as rcfg
 
+from tsoda.config.unmapped import check_fixed
 from tsoda.errors import PipelineConfigError
 from tsoda.modeling import bifpn
 from tsoda.modeling.backbones import efficientnet_lite
@@ -26,6 +28,7 @@ EXTRACTORS = {
     "ssd_efficientnet-lite0_bifpn_keras": ("efficientnet_lite", "bifpn"),
 }
 ACTIVATIONS = {"RELU": "relu", "RELU_6": "relu6", "SWISH": "swish"}
+PREDICTOR = "model.ssd.box_predictor.weight_shared_convolutional_box_predictor"
 
 
 @dataclasses.dataclass
@@ -93,24 +96,32 @@ def _input_hw(ssd, max_level: int, check: _Checker) -> tuple[int, int]:
                   f"{size.height}x{size.width} is not a multiple of 2^max_level = {stride}; "
                   "Model Garden would pad every image up to the next multiple (more work "
                   "for nothing): choose the size and the levels together")
+    multiple = ssd.feature_extractor.pad_to_multiple
+    check.require(multiple >= 1 and size.height % multiple == 0 and size.width % multiple == 0,
+                  "model.ssd.feature_extractor.pad_to_multiple",
+                  f"{size.height}x{size.width} must be a multiple of {multiple} (Model Garden "
+                  "pads to multiples of 2^max_level only)")
     return size.height, size.width
 
 
 def _regularization(ssd, check: _Checker) -> float:
-    """Model Garden's l2_weight_decay (it applies l2(decay / 2); OD API weights are l2(w))."""
-    weights = {part.regularizer.l2_regularizer.weight
-               for part in (ssd.feature_extractor.conv_hyperparams,
-                            ssd.box_predictor.weight_shared_convolutional_box_predictor
-                            .conv_hyperparams)
-               if part.regularizer.HasField("l2_regularizer")}
-    check.require(len(weights) <= 1, "model.ssd",
-                  "feature_extractor and box_predictor have different l2 weights; "
-                  "Model Garden applies one weight decay to the whole model")
-    return 2.0 * weights.pop() if weights else 0.0
+    """Model Garden's l2_weight_decay (it applies l2(decay / 2); OD API weights are l2(w)).
+
+    Model Garden has one weight decay, batch norm and activation for the whole model: the
+    box predictor's conv_hyperparams, if set, must be the feature extractor's."""
+    hyper = ssd.feature_extractor.conv_hyperparams
+    predictor = ssd.box_predictor.weight_shared_convolutional_box_predictor
+    same = not predictor.HasField("conv_hyperparams") or predictor.conv_hyperparams == hyper
+    check.require(same, f"{PREDICTOR}.conv_hyperparams",
+                  "differs from model.ssd.feature_extractor.conv_hyperparams; Model Garden "
+                  "applies one weight decay, batch norm and activation to the whole model")
+    regularizer = hyper.regularizer
+    return 2.0 * regularizer.l2_regularizer.weight \
+        if regularizer.HasField("l2_regularizer") else 0.0
 
 
 def _activation(hyper) -> str:
-    return ACTIVATIONS.get(type(hyper).Activation.Name(hyper.activation), "relu")
+    return ACTIVATIONS.get(hyper.Activation.Name(hyper.activation), "relu")
 
 
 def _norm_activation(ssd) -> common.NormActivation:
@@ -145,11 +156,16 @@ def _backbone(extractor, check: _Checker) -> efficientnet_lite.Backbone:
 
 
 def _decoder(extractor, check: _Checker) -> bifpn.Decoder:
-    """FPN or BiFPN; the BiFPN's fusion activation is the feature extractor's activation."""
+    """FPN or BiFPN, their depths as the Object Detection API computes them (min_depth, and
+    depth_multiplier for the FPN); the BiFPN's fusion activation is the feature extractor's."""
     if extractor.HasField("fpn"):
+        depth = int(extractor.fpn.additional_layer_depth * extractor.depth_multiplier)
         return bifpn.Decoder(type="fpn", fpn=rcfg.decoders.FPN(
-            num_filters=extractor.fpn.additional_layer_depth,
+            num_filters=max(depth, extractor.min_depth),
             use_separable_conv=extractor.use_depthwise))
+    check.require(not extractor.use_depthwise, "model.ssd.feature_extractor.use_depthwise",
+                  "not supported with bifpn (nor by the Object Detection API's EfficientNet-"
+                  "BiFPN extractor; the BiFPN's convolutions are separable anyway)")
     spec = extractor.bifpn
     check.require(spec.combine_method == "fast_attention",
                   "model.ssd.feature_extractor.bifpn.combine_method",
@@ -157,7 +173,7 @@ def _decoder(extractor, check: _Checker) -> bifpn.Decoder:
     check.require(spec.num_iterations > 0 and spec.num_filters > 0,
                   "model.ssd.feature_extractor.bifpn", "num_iterations and num_filters are needed")
     return bifpn.Decoder(type="bifpn", bifpn=bifpn.BiFPN(
-        num_filters=spec.num_filters, num_repeats=spec.num_iterations,
+        num_filters=max(spec.num_filters, extractor.min_depth), num_repeats=spec.num_iterations,
         use_separable_conv=True, activation=_activation(extractor.conv_hyperparams)))
 
 
@@ -165,11 +181,9 @@ def _head(ssd, check: _Checker) -> rcfg.RetinaNetHead:
     check.require(ssd.box_predictor.HasField("weight_shared_convolutional_box_predictor"),
                   "model.ssd.box_predictor", "needs weight_shared_convolutional_box_predictor")
     predictor = ssd.box_predictor.weight_shared_convolutional_box_predictor
-    check.require(predictor.kernel_size == 3 and predictor.box_code_size == 4,
-                  "model.ssd.box_predictor.weight_shared_convolutional_box_predictor",
+    check.require(predictor.kernel_size == 3 and predictor.box_code_size == 4, PREDICTOR,
                   "kernel_size 3 and box_code_size 4 only")
-    check.require(predictor.depth > 0 and predictor.num_layers_before_predictor > 0,
-                  "model.ssd.box_predictor.weight_shared_convolutional_box_predictor",
+    check.require(predictor.depth > 0 and predictor.num_layers_before_predictor > 0, PREDICTOR,
                   "depth and num_layers_before_predictor are needed")
     return rcfg.RetinaNetHead(num_convs=predictor.num_layers_before_predictor,
                               num_filters=predictor.depth,
@@ -185,7 +199,7 @@ def _anchor(ssd) -> rcfg.Anchor:
 
 def _detection_generator(ssd, check: _Checker) -> rcfg.DetectionGenerator:
     post = ssd.post_processing
-    check.require(post.score_converter == type(post).SIGMOID,
+    check.require(post.score_converter == post.SIGMOID,
                   "model.ssd.post_processing.score_converter",
                   "must be SIGMOID (RetinaNet scores classes independently)")
     nms = post.batch_non_max_suppression
@@ -303,6 +317,7 @@ def build_experiment(pipeline, source: str | Path = "<pipeline.config>") -> Expe
     """
     check = _Checker(source)
     check.require(pipeline.model.HasField("ssd"), "model", "needs ssd { }")
+    check_fixed(pipeline, check)
     ssd = pipeline.model.ssd
     check.require(ssd.num_classes >= 1, "model.ssd.num_classes", "must be at least 1")
     check.require(ssd.encode_background_as_zeros, "model.ssd.encode_background_as_zeros",

@@ -2,18 +2,24 @@
 
 The schema is ``protos/pipeline.proto``: the Object Detection API's message and field
 names, limited to what tsoda maps onto TF Model Garden. A field outside it is refused
-with its full path and line, never ignored. Messages are built from the serialized
-descriptor set ``protos/pipeline.desc``, which works with any protobuf runtime.
+with its full path and line, never ignored; a declared field that has no effect here is
+accepted with a warning naming it (``tsoda/config/unmapped.py``). Messages are built from
+the serialized descriptor set ``protos/pipeline.desc``, which works with any protobuf
+runtime.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from auto_annotate import textproto
+from tsoda.config.overrides import apply_override
+from tsoda.config.unmapped import IGNORED, warn_ignored
 from tsoda.errors import PipelineConfigError
 
 DESCRIPTOR_SET = Path(__file__).parent / "protos" / "pipeline.desc"
@@ -49,12 +55,30 @@ def unsupported_fields(fields: list[textproto.Field], descriptor,
     return found
 
 
-def parse_pipeline_config(text: str, path: str | Path = "<pipeline.config>"):
-    """Parses pipeline.config text into a TrainEvalPipelineConfig message.
+def ignored_fields(fields: list[textproto.Field], prefix: str = "") -> list[tuple[str, int]]:
+    """(path, line) of every field set that tsoda accepts but does not use, in file order."""
+    found = []
+    for field in fields:
+        path = f"{prefix}{field.name}"
+        if path in IGNORED:
+            found.append((path, field.line))
+        elif isinstance(field.value, list):
+            found += ignored_fields(field.value, path + ".")
+    return found
+
+
+def parse_pipeline_config(text: str, path: str | Path = "<pipeline.config>",
+                          overrides: Sequence[str] = (), warn: bool = True):
+    """Parses pipeline.config text into a TrainEvalPipelineConfig message, then applies
+    ``overrides`` (``FIELD=VALUE`` each, in order; see tsoda/config/overrides.py).
+
+    With ``warn``, each field set that tsoda accepts but does not use is logged once, with
+    its line (or "--set").
 
     Raises:
         PipelineConfigError: a syntax error, or a field tsoda does not support (its path
-            and line are named; the rest are counted).
+            and line are named; the rest are counted), or an override that does not fit
+            the schema.
     """
     cls = message_class("TrainEvalPipelineConfig")
     try:
@@ -72,16 +96,44 @@ def parse_pipeline_config(text: str, path: str | Path = "<pipeline.config>"):
         text_format.Parse(text, message)
     except text_format.ParseError as error:
         raise PipelineConfigError(path, str(error)) from None
+    settings = [(field, f"line {line}") for field, line in ignored_fields(fields)]
+    for assignment in overrides:
+        settings += [(field, "--set") for field in apply_override(message, assignment, path)]
+    if warn:
+        warn_ignored(settings, path)
     return message
 
 
-def load_pipeline_config(path: str | Path):
+def load_pipeline_config(path: str | Path, overrides: Sequence[str] = (), warn: bool = True):
     """Reads and parses a pipeline.config file; see :func:`parse_pipeline_config`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise PipelineConfigError(path, f"cannot read ({error})") from None
-    return parse_pipeline_config(text, path)
+    return parse_pipeline_config(text, path, overrides, warn)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A parsed pipeline.config (``message``, a TrainEvalPipelineConfig, overrides
+    applied) and the file it came from (``source``, named in errors)."""
+
+    message: object
+    source: str | Path
+
+
+def load(config: str | Path | LoadedConfig, overrides: Sequence[str] = ()) -> LoadedConfig:
+    """``config`` parsed (a path), or as it is (a LoadedConfig: parsed before).
+
+    Raises:
+        PipelineConfigError: see :func:`parse_pipeline_config`; overrides given with a
+            config parsed before.
+    """
+    if not isinstance(config, LoadedConfig):
+        return LoadedConfig(load_pipeline_config(config, overrides), config)
+    if overrides:
+        raise PipelineConfigError(config.source, "overrides apply when the file is parsed")
+    return config
 
 
 def to_text(message) -> str:

@@ -45,9 +45,10 @@ def _copy_sample(work: Path) -> tuple[Path, Path]:
     return work / "hand", work / "unlabelled"
 
 
-def _loop_config(work: Path) -> Path:
-    """The seed detector's pipeline.config, warm-starting from the seed SavedModel."""
-    from tsoda.config.pipeline import load_pipeline_config, to_text
+def _loop_config(work: Path):
+    """The seed detector's pipeline.config, warm-starting from the seed SavedModel, written
+    into ``work``; returns it parsed (a LoadedConfig)."""
+    from tsoda.config.pipeline import LoadedConfig, load_pipeline_config, to_text
 
     pipeline = load_pipeline_config(SEED_MODEL / "pipeline.config")
     train = pipeline.train_config
@@ -56,7 +57,7 @@ def _loop_config(work: Path) -> Path:
     pipeline.train_input_reader.label_map_path = str(DATA / "label_map.pbtxt")
     path = work / "pipeline.config"
     path.write_text(to_text(pipeline), encoding="utf-8")
-    return path
+    return LoadedConfig(pipeline, path)
 
 
 def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from tsoda.config.pipeline import check_label_map, load_pipeline_config, to_text
+from tsoda.config.pipeline import (
+    LoadedConfig,
+    check_label_map,
+    load,
+    load_pipeline_config,
+    to_text,
+)
 
 
 class ModelGardenTrainer:
@@ -15,14 +21,16 @@ class ModelGardenTrainer:
     Each round's config is the user's with: the round's TFRecords and label map as input,
     ``num_steps`` and the cosine schedule's ``total_steps`` set to the round's steps, and
     ``fine_tune_checkpoint`` set to the warm start (type detection for a previous round).
+    The user's config is parsed once (``config``: parsed, or its path); rounds train from
+    the round's message, and the written round config is what export reads.
     """
 
-    def __init__(self, pipeline_config_path: str | Path, label_map_path: str | Path,
+    def __init__(self, config: str | Path | LoadedConfig, label_map_path: str | Path,
                  progress: bool = True) -> None:
-        self.pipeline = load_pipeline_config(pipeline_config_path)
-        check_label_map(self.pipeline.model.ssd.num_classes, label_map_path,
-                        pipeline_config_path)
-        self.source = Path(pipeline_config_path)
+        config = load(config)
+        self.pipeline = config.message
+        check_label_map(self.pipeline.model.ssd.num_classes, label_map_path, config.source)
+        self.source = Path(config.source)
         self.label_map_path = str(Path(label_map_path).resolve())
         self.progress = progress
         train = self.pipeline.train_config
@@ -37,8 +45,8 @@ class ModelGardenTrainer:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def round_config(self, round_dir: Path, records: str, steps: int,
-                     warm_start: str | None) -> Path:
-        """Writes the round's pipeline.config and returns its path."""
+                     warm_start: str | None) -> LoadedConfig:
+        """Writes the round's pipeline.config; returns it with its path."""
         pipeline = copy.deepcopy(self.pipeline)
         train = pipeline.train_config
         train.num_steps = steps
@@ -57,7 +65,7 @@ class ModelGardenTrainer:
         reader.tf_record_input_reader.input_path.append(records)
         path = Path(round_dir) / "pipeline.config"
         path.write_text(to_text(pipeline), encoding="utf-8")
-        return path
+        return LoadedConfig(pipeline, path)
 
     def train(self, round_dir: Path, records: str, steps: int, warm_start: str | None,
               pseudo=None) -> str:
@@ -70,8 +78,11 @@ class ModelGardenTrainer:
     def export(self, round_dir: Path, checkpoint: str) -> Path:
         from tsoda.training.export import export
 
-        return export(Path(round_dir) / "pipeline.config", Path(round_dir) / "model",
-                      Path(round_dir) / "export", checkpoint=checkpoint)
+        # the config that trained the checkpoint; the user's was warned about at the start
+        path = Path(round_dir) / "pipeline.config"
+        config = LoadedConfig(load_pipeline_config(path, warn=False), path)
+        return export(config, Path(round_dir) / "model", Path(round_dir) / "export",
+                      checkpoint=checkpoint)
 
 
 def _learning_rate(optimizer):

@@ -18,8 +18,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
-from tsoda.config.experiment import build_experiment
-from tsoda.config.pipeline import load_pipeline_config, require_label_map, to_text
+from tsoda.config.experiment import Experiment, build_experiment
+from tsoda.config.pipeline import LoadedConfig, load, require_label_map, to_text
 from tsoda.errors import TrainingError
 
 LOG = logging.getLogger(__name__)
@@ -71,17 +71,29 @@ def _export_graph(experiment, checkpoint: str, staging: Path) -> None:
 NMS_VERSIONS = ("batched", "v2", "v1")
 
 
+def prepare(config: str | Path | LoadedConfig) -> tuple[LoadedConfig, Path, Experiment]:
+    """The config (parsed unless it was), its label map checked against it, and the
+    experiment it maps to.
+
+    Raises:
+        PipelineConfigError: the config cannot be used (e.g. no label map).
+    """
+    config = load(config)
+    label_map = require_label_map(config.message, config.source)
+    return config, label_map, build_experiment(config.message, config.source)
+
+
 def write_config_files(output_dir: str | Path, pipeline, label_map: Path) -> None:
     """Writes the pipeline.config and a copy of its label map beside an exported model."""
     atomic_write_text(Path(output_dir) / "pipeline.config", to_text(pipeline))
     atomic_write_bytes(Path(output_dir) / "label_map.pbtxt", label_map.read_bytes())
 
 
-def export(pipeline_config_path: str | Path, model_dir: str | Path,
+def export(config: str | Path | LoadedConfig, model_dir: str | Path,
            output_dir: str | Path, nms_version: str = "batched",
            checkpoint: str | None = None) -> Path:
     """Exports ``checkpoint`` (default: the latest of ``model_dir``) to
-    ``output_dir/saved_model``.
+    ``output_dir/saved_model``; ``config`` is the pipeline.config (parsed, or its path).
 
     ``nms_version`` is Model Garden's NMS implementation in the exported graph. "batched"
     (the default) gives the same detections as Model Garden's own default "v2" and ran the
@@ -98,9 +110,7 @@ def export(pipeline_config_path: str | Path, model_dir: str | Path,
         PipelineConfigError: the config cannot be used (e.g. no label map).
         TrainingError: no checkpoint, or the export failed (the previous model is kept).
     """
-    pipeline = load_pipeline_config(pipeline_config_path)
-    label_map = require_label_map(pipeline, pipeline_config_path)
-    experiment = build_experiment(pipeline, pipeline_config_path)
+    config, label_map, experiment = prepare(config)
     if nms_version not in NMS_VERSIONS:
         raise ValueError(f"nms_version must be one of {', '.join(NMS_VERSIONS)}, "
                          f"got {nms_version!r}")
@@ -114,6 +124,6 @@ def export(pipeline_config_path: str | Path, model_dir: str | Path,
         saved_model = _swap_in(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_config_files(output_dir, pipeline, label_map)
+    write_config_files(output_dir, config.message, label_map)
     LOG.info("exported %s to %s", checkpoint, saved_model)
     return saved_model

@@ -38,11 +38,10 @@ from auto_annotate.errors import error_line
 from auto_annotate.fileio import atomic_write_bytes, atomic_write_text
 from auto_annotate.letterbox import letterbox_image
 from auto_annotate.litert import TFLiteDetector, runtime_notes_hidden
-from tsoda.config.experiment import build_experiment
-from tsoda.config.pipeline import load_pipeline_config, require_label_map
+from tsoda.config.pipeline import LoadedConfig
 from tsoda.errors import TrainingError
 from tsoda.training import tflite_check
-from tsoda.training.export import latest_checkpoint, write_config_files
+from tsoda.training.export import latest_checkpoint, prepare, write_config_files
 
 LOG = logging.getLogger(__name__)
 INPUT_NAME = "input_tensor"
@@ -248,9 +247,10 @@ class TfliteExport:
     check: tflite_check.SelfCheck
 
 
-def export_tflite(pipeline_config_path: str | Path, model_dir: str | Path,
+def export_tflite(config: str | Path | LoadedConfig, model_dir: str | Path,
                   output_dir: str | Path, quantize: str = "none") -> TfliteExport:
-    """Exports the latest checkpoint of ``model_dir`` to ``output_dir/model.tflite``.
+    """Exports the latest checkpoint of ``model_dir`` to ``output_dir/model.tflite``;
+    ``config`` is the pipeline.config (parsed, or its path).
 
     The model is converted and self-checked in memory, then written atomically: a failing
     export leaves the previous ``model.tflite`` in place. The self-check runs the TFLite
@@ -268,17 +268,16 @@ def export_tflite(pipeline_config_path: str | Path, model_dir: str | Path,
     """
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
-    pipeline = load_pipeline_config(pipeline_config_path)
-    label_map = require_label_map(pipeline, pipeline_config_path)
-    experiment = build_experiment(pipeline, pipeline_config_path)
+    config, label_map, experiment = prepare(config)
+    pipeline, source = config.message, config.source
     checkpoint = latest_checkpoint(model_dir)
     if quantize == "int8":
-        training_images(pipeline, pipeline_config_path)  # refuses missing records now
+        training_images(pipeline, source)  # refuses missing records now
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
         content, check = _convert_and_check(experiment, checkpoint, quantize, pipeline,
-                                            pipeline_config_path)
+                                            source)
     except (tf.errors.OpError, ValueError, AssertionError, RuntimeError, ConverterError) \
             as error:
         raise TrainingError(checkpoint, f"TFLite export failed ({error_line(error)}); the "

@@ -19,7 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from tsoda.config.experiment import Experiment, build_experiment
-from tsoda.config.pipeline import load_pipeline_config, require_label_map, to_text
+from tsoda.config.pipeline import LoadedConfig, load, require_label_map, to_text
 from tsoda.errors import DivergedError, TrainingError
 from tsoda.modeling.warm_start import is_saved_model, restore_from_saved_model
 from tsoda.training import distribute
@@ -180,25 +180,27 @@ def _build(experiment: Experiment, dist: Distribution):
     return task, model, optimizer, checkpoint, manager, swapped
 
 
-def _experiment(pipeline_config_path, num_train_steps: int | None, pseudo, strategy: str):
-    pipeline = load_pipeline_config(pipeline_config_path)
-    require_label_map(pipeline, pipeline_config_path)
-    experiment = build_experiment(pipeline, pipeline_config_path)
+def _experiment(config: LoadedConfig, num_train_steps: int | None, pseudo, strategy: str):
+    require_label_map(config.message, config.source)
+    experiment = build_experiment(config.message, config.source)
     steps = num_train_steps or experiment.num_steps
     if steps < 1:
-        raise TrainingError(pipeline_config_path, "no steps: set train_config.num_steps or "
-                                                  "--num_train_steps")
+        raise TrainingError(config.source, "no steps: set train_config.num_steps or "
+                                           "--num_train_steps")
     if pseudo is not None and strategy != "default":
-        raise TrainingError(pipeline_config_path, "a pseudo-label stream trains with the "
-                                                  "default strategy only")
-    return pipeline, experiment, steps
+        raise TrainingError(config.source, "a pseudo-label stream trains with the default "
+                                           "strategy only")
+    return experiment, steps
 
 
-def train(pipeline_config_path: str | Path, model_dir: str | Path,
+def train(config: str | Path | LoadedConfig, model_dir: str | Path,
           num_train_steps: int | None = None, progress: bool = True,
           checkpoint_every: int = 500, summary_every: int = 20,
           pseudo=None, strategy: str = "default") -> TrainResult:
     """Trains until step ``num_train_steps`` (default: train_config.num_steps).
+
+    ``config`` is the pipeline.config: parsed (``tsoda.config.pipeline.load``, with any
+    overrides) or its path. Its resolved text is written into ``model_dir``.
 
     ``pseudo`` (a tsoda.modeling.task.PseudoStream) makes part of every batch pseudo-labelled images
     from their own TFRecords, with their own weights and augmentation. ``strategy``:
@@ -209,12 +211,12 @@ def train(pipeline_config_path: str | Path, model_dir: str | Path,
             more classes than num_classes).
         TrainingError: no training data, a missing warm-start checkpoint, or a NaN loss.
     """
-    pipeline, experiment, steps = _experiment(pipeline_config_path, num_train_steps, pseudo,
-                                              strategy)
+    config = load(config)
+    experiment, steps = _experiment(config, num_train_steps, pseudo, strategy)
     model_dir = Path(model_dir)
     with distribute.distribution(strategy, model_dir) as dist:  # before any other TF op
         if dist.chief:
-            write_resolved_configs(model_dir, pipeline, experiment)
+            write_resolved_configs(model_dir, config.message, experiment)
         return _train(experiment, dist, model_dir, steps, pseudo,
                       (progress and dist.chief, checkpoint_every, summary_every))
 
