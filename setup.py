@@ -44,5 +44,8 @@ setup(
     ],
     extras_require={"review": REVIEW, "train": TRAIN, "lite0_import": LITE0_IMPORT,
                     "litert": LITERT, "beam": BEAM, "dev": DEV},
+    # the same commands as `python -m auto_annotate` and `python -m tsoda`
+    entry_points={"console_scripts": ["auto-annotate = auto_annotate.cli:main",
+                                      "tsoda = tsoda.cli:main"]},
     license="Apache-2.0",
 )

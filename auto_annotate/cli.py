@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from auto_annotate.console import setup_console
-from auto_annotate.errors import AnnotateError
+from auto_annotate.console import run_command, setup_console
 from auto_annotate.tta import views_argument
 
 
@@ -68,29 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the command; returns the exit status (0 ok, 1 some image failed, 2 usage)."""
-    args = build_parser().parse_args(argv)
-    setup_console(args.verbose)  # before TensorFlow is imported
-    from auto_annotate.api import AutoAnnotate
+def _annotate(args) -> int:
+    from auto_annotate.api import AutoAnnotate  # after setup_console: TensorFlow is quiet
 
-    try:
-        job = AutoAnnotate(args.model_path or args.saved_model_path, args.label_map_path,
-                           args.imgs_path, args.xml_path, threshold=args.threshold,
-                           batch_size=args.batch_size,
-                           recursive=args.recursive, overwrite=args.overwrite,
-                           write_empty=args.write_empty, progress=not args.quiet,
-                           tta=args.tta)
-        with logging_redirect_tqdm():
-            summary = job.generate_annotations()
-    except (AnnotateError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished labels are saved; run the same command again to "
-              "continue", file=sys.stderr)
-        return 130
+    job = AutoAnnotate(args.model_path or args.saved_model_path, args.label_map_path,
+                       args.imgs_path, args.xml_path, threshold=args.threshold,
+                       batch_size=args.batch_size, recursive=args.recursive,
+                       overwrite=args.overwrite, write_empty=args.write_empty,
+                       progress=not args.quiet, tta=args.tta)
+    with logging_redirect_tqdm():
+        summary = job.generate_annotations()
     print(summary.format())
     print(f"review: python -m auto_annotate.review --imgs_path {job.imgs_path} "
           f"--xml_path {job.xml_path or job.imgs_path}")
     return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command; returns the exit status (0 ok, 1 some image failed, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    setup_console(args.verbose)  # before TensorFlow is imported
+    return run_command(lambda: _annotate(args),
+                       interrupted="finished labels are saved; run the same command again "
+                                   "to continue")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Callable
 
 __all__ = ["setup_console"]
 
@@ -34,3 +36,30 @@ def setup_console(verbose: bool = False, level: int = logging.WARNING) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
     logging.basicConfig(level=min(level, logging.INFO) if verbose else level,
                         format="%(levelname)s: %(message)s")
+
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+
+
+def run_command(body: Callable[[], int], expected: tuple[type[BaseException], ...] = (),
+                interrupted: str | None = None) -> int:
+    """Runs a command's body and returns its exit status.
+
+    An expected error (:class:`AnnotateError`, ``ValueError`` and ``expected``) becomes one
+    line ``error: ...`` on stderr and status 2; Ctrl-C becomes ``interrupted: <hint>`` and
+    status 130 when ``interrupted`` says what to do next (else it propagates). Every command
+    line of the project ends this way, so scripts can rely on the statuses.
+    """
+    from auto_annotate.errors import AnnotateError
+
+    try:
+        return body()
+    except (AnnotateError, ValueError, *expected) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return INTERRUPTED

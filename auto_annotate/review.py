@@ -16,6 +16,7 @@ from pathlib import Path
 
 from auto_annotate import labelimg_compat
 from auto_annotate.annotate import PREDEFINED_CLASSES, write_predefined_classes
+from auto_annotate.console import run_command
 from auto_annotate.errors import AnnotateError
 from auto_annotate.label_map import load_label_map
 
@@ -111,16 +112,16 @@ def main(args: list[str] | None = None) -> int:
     parsed = parser.parse_args(args)
     if parsed.imgs_path is None and parsed.queue is None:
         parser.error("give --imgs_path or --queue")
-    try:
-        order = None
-        imgs, xml = parsed.imgs_path, parsed.xml_path
-        if parsed.queue is not None:
-            order, queue_xml = read_queue(parsed.queue)
-            imgs, xml = imgs or order[0].parent, xml or queue_xml
-        return launch(prepare(imgs, xml, parsed.label_map_path), order)
-    except AnnotateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _review(parsed))
+
+
+def _review(parsed) -> int:
+    order = None
+    imgs, xml = parsed.imgs_path, parsed.xml_path
+    if parsed.queue is not None:
+        order, queue_xml = read_queue(parsed.queue)
+        imgs, xml = imgs or order[0].parent, xml or queue_xml
+    return launch(prepare(imgs, xml, parsed.label_map_path), order)
 
 
 if __name__ == "__main__":

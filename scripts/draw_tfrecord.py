@@ -26,16 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from auto_annotate.errors import AnnotateError
+    from auto_annotate.console import run_command
     from tsoda.data.draw import draw_tfrecords
 
-    try:
+    def draw() -> int:
         written = draw_tfrecords(args.tfrecord, args.output_dir, count=args.count)
-    except AnnotateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(str(path) for path in written))
-    return 0
+        print("\n".join(str(path) for path in written))
+        return 0
+
+    return run_command(draw)
 
 
 if __name__ == "__main__":

@@ -57,13 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     if beam_args and not args.beam:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from auto_annotate.errors import AnnotateError
+    from auto_annotate.console import run_command
 
-    try:
-        report = _convert(args, beam_args)
-    except AnnotateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _report(_convert(args, beam_args)))
+
+
+def _report(report) -> int:
     print(report.format())
     return 0 if report.ok else 1
 

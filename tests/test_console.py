@@ -58,3 +58,72 @@ def test_the_tf_keras_input_dict_warning_is_silenced_unless_verbose():
             "input. They will be ignored by the model.\")")
     assert _run("-c", code, "q").stderr == ""
     assert "Input dict contained keys" in _run("-c", code, "v").stderr
+
+
+def test_run_command_turns_errors_into_one_line_and_status_2(capsys):
+    from auto_annotate.console import run_command
+    from auto_annotate.errors import AnnotateError
+
+    def fails() -> int:
+        raise AnnotateError(Path("some/file.xml"), "not a VOC file")
+
+    assert run_command(fails) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: some/file.xml: not a VOC file"]
+    assert run_command(lambda: int("x")) == 2  # a bad value named by the parser
+    assert capsys.readouterr().err.startswith("error: invalid literal")
+    assert run_command(lambda: 1) == 1  # the body's own status passes through
+
+
+def test_run_command_on_ctrl_c_prints_the_hint_or_lets_it_through(capsys):
+    from auto_annotate.console import run_command
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert run_command(interrupted, interrupted="run it again to resume") == 130
+    assert capsys.readouterr().err == "interrupted: run it again to resume\n"
+    try:
+        run_command(interrupted)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("without a hint, Ctrl-C must reach the caller")
+
+
+def test_every_command_line_reports_errors_the_same_way(tmp_path):
+    """Each command's bad input ends with one `error:` line naming the file, status 2."""
+    missing = str(tmp_path / "missing")
+    commands = [
+        ["-m", "auto_annotate", "--model_path", missing, "--label_map_path", missing,
+         "--imgs_path", missing],
+        ["-m", "tsoda", "stats", missing],
+        ["-m", "auto_annotate.review", "--queue", missing],
+        ["scripts/kmeans_anchors.py", "--xml_dir", missing],
+        ["scripts/threshold_study.py", "--loop_dir", missing, "--dataset_dir", missing],
+    ]
+    for command in commands:
+        result = _run(*command)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (command, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "missing" in lines[0], \
+            (command, result.stderr)
+
+
+def test_console_entry_points_name_the_command_mains():
+    """`auto-annotate` and `tsoda` (setup.py's console scripts) run the same mains as
+    `python -m ...`; the installed scripts are checked when the package is installed."""
+    import importlib
+    import re
+    import shutil
+
+    text = (REPO / "setup.py").read_text(encoding="utf-8")
+    scripts = dict(re.findall(r'"([\w-]+) = ([\w.]+:\w+)"', text))
+    assert scripts == {"auto-annotate": "auto_annotate.cli:main", "tsoda": "tsoda.cli:main"}
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+    installed = shutil.which("tsoda", path=str(Path(sys.executable).parent))
+    if installed:  # an installed checkout: the script itself answers
+        result = subprocess.run([installed, "--help"], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0 and "simulate" in result.stdout

@@ -1,15 +1,14 @@
-"""``python -m tsoda``: train, export, evaluate (and model stats). Parses flags, calls the
-library, turns errors into one line and a non-zero exit."""
+"""``python -m tsoda`` (or ``tsoda``): train, export, evaluate, run the loop (TSODA),
+simulate it on hidden labels, the demo, model stats. Parses flags, calls the library; errors
+become one line and a non-zero exit (:func:`auto_annotate.console.run_command`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from auto_annotate.console import setup_console
-from auto_annotate.errors import AnnotateError
+from auto_annotate.console import run_command, setup_console
 from auto_annotate.tta import views_argument
 
 
@@ -104,13 +103,7 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
                             "strings without quotes); MODEL_DIR/pipeline.config shows the result")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a detector from a pipeline.config")
-    _add_train_flags(train)
-    export = commands.add_parser("export", help="export the latest checkpoint as a SavedModel "
-                                                "or a TFLite model")
+def _add_export_flags(export: argparse.ArgumentParser) -> None:
     export.add_argument("--pipeline_config_path", required=True)
     export.add_argument("--model_dir", required=True)
     export.add_argument("--output_dir", required=True)
@@ -122,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quantize", choices=("none", "fp16", "int8"),
                         help="TFLite only: float32 (default), float16 weights, or int8 "
                              "calibrated on the config's training TFRecords")
-    evaluate = commands.add_parser("evaluate", help="COCO metrics of a model (SavedModel or "
-                                                    ".tflite) on VOC data")
+
+
+def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
     model = evaluate.add_mutually_exclusive_group(required=True)
     model.add_argument("--model_path", help="SavedModel folder or .tflite file")
     model.add_argument("--saved_model_path", help="the former name of --model_path")
@@ -131,14 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data_dir", required=True, help="folder of images and VOC XML")
     evaluate.add_argument("--output_path", help="metrics JSON (default: beside the model)")
     evaluate.add_argument("--batch_size", type=_positive, default=8)
-    run = commands.add_parser("run", help="the semi-supervised loop (TSODA)")
+
+
+def _add_run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--pipeline_config_path", required=True)
     run.add_argument("--labeled_dir", required=True, help="hand-labelled VOC folder (read only)")
     run.add_argument("--unlabeled_dir", required=True, help="images to label (read only)")
     run.add_argument("--work_dir", required=True, help="all outputs, journal and labels")
     run.add_argument("--label_map_path", help="default: the config's train_input_reader's")
     _add_loop_flags(run)
-    simulate = commands.add_parser("simulate", help="the loop on hidden labels, with baselines")
+
+
+def _add_simulate_flags(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument("--pipeline_config_path", required=True)
     simulate.add_argument("--dataset_dir", required=True, help="fully labelled VOC folder")
     simulate.add_argument("--labeled_fraction", type=_fraction, required=True)
@@ -151,15 +149,38 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a simulated person verifies the first K images of each "
                                "round's review queue (default 0)")
     _add_loop_flags(simulate)
-    demo = commands.add_parser("demo", help="auto_annotate + a short TSODA run on the bundled "
-                                            "flame photos")
+
+
+def _add_demo_flags(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--work_dir", default="tsoda_demo", help="all outputs (default: tsoda_demo)")
     demo.add_argument("--rounds", type=_positive, default=2)
     demo.add_argument("--initial_steps", type=_positive, default=60)
     demo.add_argument("--step_increment", type=int, default=60)
-    stats = commands.add_parser("stats", help="parameters and FLOPs of configs' models")
+
+
+def _add_stats_flags(stats: argparse.ArgumentParser) -> None:
     stats.add_argument("pipeline_config_paths", nargs="+")
-    for sub in (train, export, evaluate, run, simulate, demo, stats):
+
+
+COMMANDS = {  # name: (help, flags)
+    "train": ("train a detector from a pipeline.config", _add_train_flags),
+    "export": ("export the latest checkpoint as a SavedModel or a TFLite model",
+               _add_export_flags),
+    "evaluate": ("COCO metrics of a model (SavedModel or .tflite) on VOC data",
+                 _add_evaluate_flags),
+    "run": ("the semi-supervised loop (TSODA)", _add_run_flags),
+    "simulate": ("the loop on hidden labels, with baselines", _add_simulate_flags),
+    "demo": ("auto_annotate + a short TSODA run on the bundled flame photos", _add_demo_flags),
+    "stats": ("parameters and FLOPs of configs' models", _add_stats_flags),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_flags) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        add_flags(sub)
         sub.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
         sub.add_argument("--verbose", action="store_true",
                          help="also show TensorFlow's own log lines and warnings")
@@ -279,12 +300,5 @@ def _run_loop(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_console(args.verbose, logging.WARNING if args.quiet else logging.INFO)
-    try:
-        return _run(args)
-    except (AnnotateError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    return run_command(lambda: _run(args), interrupted="run the same command again to resume "
+                                                       "from the last checkpoint")

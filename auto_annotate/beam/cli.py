@@ -8,7 +8,7 @@ import sys
 
 from auto_annotate.beam import refuse_unknown_flags, require_beam
 from auto_annotate.cli import build_parser as local_parser
-from auto_annotate.console import setup_console
+from auto_annotate.console import run_command, setup_console
 from auto_annotate.errors import AnnotateError, error_line
 
 DESCRIPTION = ("Label a folder of images as python -m auto_annotate does, as an Apache Beam "
@@ -33,27 +33,16 @@ def build_parser():
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the command; returns the exit status (0 ok, 1 some image failed or the
-    pipeline failed, 2 usage)."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    setup_console(args.verbose)
-    if not args.verbose:
-        _quiet_beam()
-    try:
-        require_beam()
-        refuse_unknown_flags(beam_args)
-        from auto_annotate.beam.run import prepare, run
+def _label(args, beam_args: list[str]) -> int:
+    require_beam()
+    refuse_unknown_flags(beam_args)
+    from auto_annotate.beam.run import prepare, run
 
-        job = prepare(args)
-    except (AnnotateError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    job = prepare(args)
     try:
         summary = run(job, beam_args)
-    except AnnotateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except AnnotateError:
+        raise
     except Exception as error:  # the runner's own failure: one line, --verbose logs it all
         logging.getLogger(__name__).debug("pipeline failure", exc_info=True)
         print(f"error: the pipeline failed: {error_line(error)}", file=sys.stderr)
@@ -62,3 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"review: python -m auto_annotate.review --imgs_path {job.imgs_root} "
           f"--xml_path {job.xml_root}")
     return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command; returns the exit status (0 ok, 1 some image failed or the
+    pipeline failed, 2 usage)."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    setup_console(args.verbose)
+    if not args.verbose:
+        _quiet_beam()
+    return run_command(lambda: _label(args, beam_args))

@@ -33,14 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     for noisy in ("absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from auto_annotate.errors import AnnotateError  # imports after the log level is set
-    from tsoda.modeling.backbones import convert
+    from auto_annotate.console import run_command
 
-    try:
-        result = convert.import_efficientnet_lite0(args.output_dir, args.state_dict)
-    except (AnnotateError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _import(args))
+
+
+def _import(args) -> int:
+    from tsoda.modeling.backbones import convert  # imports after the log level is set
+
+    result = convert.import_efficientnet_lite0(args.output_dir, args.state_dict)
     print(f"backbone checkpoint: {result.backbone_checkpoint} "
           f"({result.backbone_params:,} parameters)")
     print(f"classifier checkpoint: {result.classifier_checkpoint}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from auto_annotate.errors import AnnotateError
+from auto_annotate.console import run_command
 from tsoda.data import anchors
 
 
@@ -40,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true",
                         help="replace the config's aspect_ratios with the fitted ones")
     args = parser.parse_args(argv)
-    try:
-        config = _config_anchors(args.pipeline_config_path) if args.pipeline_config_path else None
-        shapes = anchors.box_shapes(args.xml_dir, config[0] if config else None)
-        fit = anchors.kmeans_iou(shapes, args.k, args.seed)
-        ratios = anchors.fit_aspect_ratios(shapes, args.num_ratios, args.seed)
-    except (AnnotateError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _fit(args))
+
+
+def _fit(args) -> int:
+    config = _config_anchors(args.pipeline_config_path) if args.pipeline_config_path else None
+    shapes = anchors.box_shapes(args.xml_dir, config[0] if config else None)
+    fit = anchors.kmeans_iou(shapes, args.k, args.seed)
+    ratios = anchors.fit_aspect_ratios(shapes, args.num_ratios, args.seed)
     unit = "model-input pixels" if config else "image pixels"
     print(f"{len(shapes)} boxes, k = {args.k}, mean IoU with the nearest centroid "
           f"{fit.mean_iou:.3f}")

@@ -63,33 +63,18 @@ def _loop_config(work: Path):
 def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:
     """Runs the demo; returns the paths it printed."""
     from auto_annotate import AutoAnnotate
-    from auto_annotate.label_map import load_label_map
-    from tsoda.loop.adapters import ModelGardenTrainer, model_detector
-    from tsoda.loop.rounds import LoopSettings, TsodaLoop
 
     work = Path(settings.work_dir).resolve()
     hand, unlabelled = _copy_sample(work)
-    label_map = DATA / "label_map.pbtxt"
     seed_labels = work / "seed_labels"
     echo(f"1/2 auto_annotate: the seed detector labels {unlabelled}")
-    summary = AutoAnnotate(SEED_MODEL / "saved_model", label_map, unlabelled, seed_labels,
-                           threshold=settings.threshold, batch_size=8,
+    summary = AutoAnnotate(SEED_MODEL / "saved_model", DATA / "label_map.pbtxt", unlabelled,
+                           seed_labels, threshold=settings.threshold, batch_size=8,
                            progress=settings.progress).generate_annotations()
     echo(summary.format())
-
     echo(f"2/2 tsoda run: {settings.rounds} rounds, warm-starting from the seed detector")
     loop_dir = work / "tsoda"
-    loop = TsodaLoop(
-        LoopSettings(labeled_dir=hand, unlabeled_dir=unlabelled, work_dir=loop_dir,
-                     threshold=settings.threshold,
-                     uncertain_threshold=settings.uncertain_threshold,
-                     initial_steps=settings.initial_steps,
-                     step_increment=settings.step_increment, max_rounds=settings.rounds),
-        ModelGardenTrainer(_loop_config(work), label_map, progress=settings.progress),
-        model_detector(), load_label_map(label_map), progress=settings.progress,
-        echo=echo)
-    loop.run()
-
+    _run_loop(settings, work, hand, unlabelled, echo)
     report = loop_dir / "report"
     paths = {"seed labels (XML)": seed_labels, "TSODA labels (XML)": loop_dir / "labels",
              "report table": report / "rounds.md", "plot: mAP": report / "map.png",
@@ -101,3 +86,21 @@ def run_demo(settings: DemoSettings, echo=print) -> dict[str, Path]:
     echo(f"review in LabelImg:  {sys.executable} -m auto_annotate.review "
          f"--imgs_path {unlabelled} --xml_path {loop_dir / 'labels'}")
     return paths
+
+
+def _run_loop(settings: DemoSettings, work: Path, hand: Path, unlabelled: Path, echo) -> None:
+    """The TSODA loop of the demo, in ``work/tsoda``, warm-started from the seed detector."""
+    from auto_annotate.label_map import load_label_map
+    from tsoda.loop.adapters import ModelGardenTrainer, model_detector
+    from tsoda.loop.rounds import LoopSettings, TsodaLoop
+
+    label_map = DATA / "label_map.pbtxt"
+    TsodaLoop(
+        LoopSettings(labeled_dir=hand, unlabeled_dir=unlabelled, work_dir=work / "tsoda",
+                     threshold=settings.threshold,
+                     uncertain_threshold=settings.uncertain_threshold,
+                     initial_steps=settings.initial_steps,
+                     step_increment=settings.step_increment, max_rounds=settings.rounds),
+        ModelGardenTrainer(_loop_config(work), label_map, progress=settings.progress),
+        model_detector(), load_label_map(label_map), progress=settings.progress,
+        echo=echo).run()

@@ -93,27 +93,26 @@ def grid(pool: list[PoolImage], accepts=None, uncertains=None) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     """python scripts/threshold_study.py --loop_dir W --dataset_dir D [--round N]"""
     import argparse
-    import sys
 
-    from auto_annotate.errors import AnnotateError
-    from auto_annotate.fileio import atomic_write_text
-    from tsoda.loop.journal import Journal
+    from auto_annotate.console import run_command
 
     parser = argparse.ArgumentParser(prog="threshold_study.py", description=__doc__)
     parser.add_argument("--loop_dir", required=True, help="a loop work dir (tsoda run/simulate)")
     parser.add_argument("--dataset_dir", required=True, help="the VOC folder with all labels")
     parser.add_argument("--round", type=int, default=1)
     args = parser.parse_args(argv)
-    loop_dir = Path(args.loop_dir)
-    try:
-        pool = load_round(loop_dir / "rounds" / f"{args.round:02d}", Path(args.dataset_dir))
-        journal = loop_dir / "journal.sqlite"
-        chosen = Journal(journal).get_meta(f"thresholds/{args.round}") if journal.is_file() \
-            else None
-    except AnnotateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    lines = [f"# Round {args.round}: {len(pool)} pool images, "
+    return run_command(lambda: _study(Path(args.loop_dir), Path(args.dataset_dir), args.round))
+
+
+def _study(loop_dir: Path, dataset_dir: Path, round_number: int) -> int:
+    from auto_annotate.fileio import atomic_write_text
+    from tsoda.loop.journal import Journal
+
+    pool = load_round(loop_dir / "rounds" / f"{round_number:02d}", dataset_dir)
+    journal = loop_dir / "journal.sqlite"
+    chosen = Journal(journal).get_meta(f"thresholds/{round_number}") if journal.is_file() \
+        else None
+    lines = [f"# Round {round_number}: {len(pool)} pool images, "
              f"{sum(len(p.truth.objects) for p in pool)} hidden boxes", ""]
     if chosen:
         own = Thresholds(**chosen)
@@ -121,6 +120,6 @@ def main(argv: list[str] | None = None) -> int:
                   markdown_table([replay(pool, own, ignore) for ignore in (False, True)])]
     lines += ["All pairs:", "", markdown_table(grid(pool))]
     text = "\n".join(lines)
-    atomic_write_text(loop_dir / "report" / f"threshold_study_round{args.round}.md", text)
+    atomic_write_text(loop_dir / "report" / f"threshold_study_round{round_number}.md", text)
     print(text)
     return 0
