@@ -19,7 +19,8 @@ from pathlib import Path
 from auto_annotate import voc
 from auto_annotate.errors import AnnotateError
 from auto_annotate.fileio import atomic_write_bytes, sha256_of_file
-from auto_annotate.manifest import ManifestRecord, Status
+from auto_annotate.manifest import ManifestRecord
+from auto_annotate.manifest import Status as Outcome  # of labelling one image
 from tsoda.loop import thresholds as choose
 from tsoda.loop.journal import Split, Status
 
@@ -105,7 +106,7 @@ def thresholds_once(journal, settings, number: int, row, records: list[ManifestR
         return choose.Thresholds(**stored)
     chosen = round_thresholds(
         settings, row.metrics.get("hand"),
-        [list(r.scores) for r in records if r.status is not Status.FAILED],
+        [list(r.scores) for r in records if r.status is not Outcome.FAILED],
         hand_boxes_per_image(journal))
     journal.set_meta(f"thresholds/{number}", chosen.as_dict())
     echo(f"round {number}: {chosen.describe()}")

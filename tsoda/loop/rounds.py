@@ -28,7 +28,8 @@ from auto_annotate.annotate import (
 from auto_annotate.errors import AnnotateError, VocError
 from auto_annotate.images import IMAGE_EXTENSIONS, list_images
 from auto_annotate.label_map import LabelMap
-from auto_annotate.manifest import MANIFEST_NAME, Status, read_manifest
+from auto_annotate.manifest import MANIFEST_NAME, read_manifest
+from auto_annotate.manifest import Status as Outcome  # of labelling one image
 from auto_annotate.summary import Summary
 from tsoda.data.tfrecords import write_tfrecords_for_pairs
 from tsoda.errors import TrainingError
@@ -267,7 +268,7 @@ class TsodaLoop:
                                                 [rec for _, rec in rows if rec], self.echo)
         decisions = []
         for image_row, record in rows:
-            if record is None or record.status is not Status.ANNOTATED:
+            if record is None or record.status is not Outcome.ANNOTATED:
                 continue
             found = voc.read_voc(round_dir / "labels" / Path(image_row.xml).name)
             decision = acceptance.decide(found, list(record.scores), thresholds,
