@@ -282,11 +282,17 @@ def export_tflite(config: str | Path | LoadedConfig, model_dir: str | Path,
             as error:
         raise TrainingError(checkpoint, f"TFLite export failed ({error_line(error)}); the "
                                         f"previous {MODEL_NAME} is kept") from None
-    path = Path(output_dir) / MODEL_NAME
+    path = _write(Path(output_dir), content, check, pipeline, label_map)
+    LOG.info("exported %s to %s (%s)", checkpoint, path, quantize)
+    return TfliteExport(path, check)
+
+
+def _write(output_dir: Path, content: bytes, check, pipeline, label_map) -> Path:
+    """Writes the model, its self-check numbers and its config files; logs the check."""
+    path = output_dir / MODEL_NAME
     atomic_write_bytes(path, content)
     atomic_write_text(path.with_name(MODEL_NAME + CHECK_SUFFIX),
                       json.dumps(check.to_json(), indent=2) + "\n")
     write_config_files(output_dir, pipeline, label_map)
     _log(check)
-    LOG.info("exported %s to %s (%s)", checkpoint, path, quantize)
-    return TfliteExport(path, check)
+    return path
