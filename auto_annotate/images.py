@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -38,6 +39,8 @@ class DecodedImage:
         stored_hw: (height, width) of the pixels as stored in the file (what LabelImg shows).
         orientation: the EXIF orientation (1-8) that turns the stored pixels upright.
         depth: 1 for grayscale files, 3 otherwise (the VOC ``size/depth``).
+        prepared: the detector's own input made from ``upright`` in the decoding thread
+            (``Detector.prepare``, e.g. a letterboxed array), or None.
 
     The label frame (what LabelImg shows, and what VOC files refer to) is the upright
     image: LabelImg reads images with Qt's EXIF auto-transform switched on.
@@ -48,6 +51,7 @@ class DecodedImage:
     stored_hw: tuple[int, int]
     orientation: int
     depth: int
+    prepared: Any = None
 
     @property
     def hw(self) -> tuple[int, int]:

@@ -42,11 +42,11 @@ import numpy as np
 
 from auto_annotate.detections import Detections
 from auto_annotate.errors import ModelError, error_line
-from auto_annotate.letterbox import PAD_RGB, letterbox_image
+from auto_annotate.letterbox import PAD_RGB, Letterbox, letterbox_image
 from auto_annotate.model import outputs_to_detections
 
-__all__ = ["EXPECTED", "INSTALL_HINT", "TFLiteDetector", "TFLiteSpec", "cpu_cores", "inspect_input",
-           "inspect_tflite", "open_interpreter", "runtime_notes_hidden"]
+__all__ = ["EXPECTED", "INSTALL_HINT", "Prepared", "TFLiteDetector", "TFLiteSpec", "cpu_cores",
+           "inspect_input", "inspect_tflite", "open_interpreter", "runtime_notes_hidden"]
 
 LOG = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
@@ -238,6 +238,14 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An image as the model takes it: the letterboxed input and how it was fitted."""
+
+    model_input: np.ndarray
+    letterbox: Letterbox
+
+
 class TFLiteDetector:
     """A :class:`~auto_annotate.model.Detector` backed by a ``.tflite`` model (LiteRT).
 
@@ -284,11 +292,16 @@ class TFLiteDetector:
             outputs = {role: value[None] for role, value in outputs.items()}
         return outputs
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detects on uint8 RGB images of any size; boxes in each image's pixel frame."""
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """The model input of a uint8 RGB image: letterboxed (run in the decoding threads)."""
+        return Prepared(*letterbox_image(image, self.spec.size_hw, self.spec.dtype))
+
+    def predict(self, images: Sequence[np.ndarray | Prepared]) -> list[Detections]:
+        """Detects on uint8 RGB images of any size, or on what :meth:`prepare` made of
+        them; boxes in each image's pixel frame."""
         results = []
         for image in images:
-            model_input, letterbox = letterbox_image(image, self.spec.size_hw, self.spec.dtype)
-            results.append(outputs_to_detections(self._outputs(model_input), 0,
-                                                 image.shape[:2], letterbox))
+            ready = image if isinstance(image, Prepared) else self.prepare(image)
+            results.append(outputs_to_detections(self._outputs(ready.model_input), 0,
+                                                 ready.letterbox.image_hw, ready.letterbox))
         return results

@@ -82,7 +82,12 @@ class Detector(Protocol):
         """Images with equal keys may share one batch."""
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detects on uint8 RGB images; boxes are pixel xyxy in each image's own frame."""
+        """Detects on uint8 RGB images; boxes are pixel xyxy in each image's own frame.
+
+        A detector may also have ``prepare(image) -> input``: the pipeline then calls it in
+        its decoding threads, off the model's thread, and passes what it returned to
+        ``predict`` in place of the image (e.g. the letterboxed input of a fixed-size
+        model, with what maps its boxes back)."""
 
 
 @dataclass(frozen=True)

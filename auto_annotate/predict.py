@@ -9,11 +9,13 @@ fails, non-finite model output). One image's failure never ends the stream.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from auto_annotate import boxes as box_ops
 from auto_annotate.detections import Detections, non_finite_problem
@@ -62,20 +64,30 @@ def to_label_frame(detections: Detections, image: DecodedImage) -> Detections:
                       detections.class_ids)
 
 
-def _decode(task: HasImage) -> tuple[HasImage, DecodedImage | ImageError]:
+def _decode(task: HasImage, prepare: Callable[[np.ndarray], Any] | None = None
+            ) -> tuple[HasImage, DecodedImage | ImageError]:
     try:
-        return task, decode_image(task.image)
+        image = decode_image(task.image)
     except ImageError as error:
         return task, error
+    if prepare is None:
+        return task, image
+    try:
+        return task, replace(image, prepared=prepare(image.upright))
+    except Exception as error:  # one image the detector cannot take must not end the run
+        return task, ImageError(task.image, f"cannot prepare it for the model "
+                                            f"({error_line(error)})")
 
 
-def decoded_stream(tasks: Iterable[HasImage], workers: int, lookahead: int
+def decoded_stream(tasks: Iterable[HasImage], workers: int, lookahead: int,
+                   prepare: Callable[[np.ndarray], Any] | None = None
                    ) -> Iterator[tuple[HasImage, DecodedImage | ImageError]]:
-    """Decodes images in ``workers`` threads, at most ``lookahead`` ahead, in order."""
+    """Decodes images in ``workers`` threads, at most ``lookahead`` ahead, in order;
+    ``prepare`` (a detector's, see :class:`auto_annotate.model.Detector`) runs there too."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending = []
         for task in tasks:
-            pending.append(pool.submit(_decode, task))
+            pending.append(pool.submit(_decode, task, prepare))
             if len(pending) >= lookahead:
                 yield pending.pop(0).result()
         for future in pending:
@@ -89,7 +101,8 @@ def predict_batch(batch: Sequence[tuple[Any, DecodedImage]],
     if not batch:
         return []
     try:
-        predictions = detector.predict([image.upright for _, image in batch])
+        predictions = detector.predict([image.upright if image.prepared is None else
+                                        image.prepared for _, image in batch])
     except Exception as error:  # one failing batch must not end the run
         reason = f"model failed: {error_line(error)}"
         return [FailedImage(task, reason) for task, _ in batch]
@@ -172,7 +185,8 @@ def predict_stream(tasks: Iterable[HasImage], detector: Detector,
     """
     lookahead = max(8, 2 * detector.max_batch)
     order = _InOrder(detector, max(16, 4 * detector.max_batch))
-    for index, (task, item) in enumerate(decoded_stream(tasks, workers, lookahead)):
+    prepare = getattr(detector, "prepare", None)
+    for index, (task, item) in enumerate(decoded_stream(tasks, workers, lookahead, prepare)):
         order.add(index, task, item)
         yield from order.ready()
     yield from order.finish()

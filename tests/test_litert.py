@@ -72,6 +72,51 @@ def test_the_detector_runs_one_image_per_call_with_any_sizes_in_a_group(tflite):
     assert detector.batch_key((10, 20)) == detector.batch_key((300, 40))
 
 
+def test_letterboxing_runs_in_the_decoding_threads_with_the_same_boxes(tflite, tmp_path):
+    """predict_stream letterboxes in its decoding workers (Detector.prepare), off the
+    model's thread; the detections equal letterboxing in predict."""
+    import threading
+
+    from auto_annotate import predict_stream
+    from auto_annotate.predict import Prediction
+
+    detector = TFLiteDetector(tflite["float"], batch_size=2)
+    threads, prepare = set(), detector.prepare
+
+    def recording_prepare(image):
+        threads.add(threading.current_thread().name)
+        return prepare(image)
+
+    detector.prepare = recording_prepare
+    tasks = []
+    for name, image in (("narrow", NARROW), ("wide", WIDE), ("tall", TALL)):
+        save(tmp_path / f"{name}.png", image)
+        tasks.append(type("Task", (), {"image": tmp_path / f"{name}.png"})())
+    outcomes = list(predict_stream(tasks, detector, workers=2))
+    assert all(isinstance(o, Prediction) for o in outcomes)
+    assert threads and threading.current_thread().name not in threads
+    direct = TFLiteDetector(tflite["float"]).predict([NARROW, WIDE, TALL])
+    for outcome, expected in zip(outcomes, direct, strict=True):
+        np.testing.assert_allclose(outcome.detections.boxes, expected.boxes, atol=1e-4)
+        np.testing.assert_array_equal(outcome.detections.scores, expected.scores)
+
+
+def test_an_image_the_detector_cannot_prepare_fails_alone(tflite, tmp_path):
+    from auto_annotate import predict_stream
+    from auto_annotate.predict import FailedImage, Prediction
+
+    detector = TFLiteDetector(tflite["float"])
+    prepare = detector.prepare
+    detector.prepare = lambda image: prepare(image) if image.shape[1] != 192 else 1 / 0
+    tasks = []
+    for name, image in (("narrow", NARROW), ("wide", WIDE)):
+        save(tmp_path / f"{name}.png", image)
+        tasks.append(type("Task", (), {"image": tmp_path / f"{name}.png"})())
+    narrow, wide = predict_stream(tasks, detector)
+    assert isinstance(narrow, Prediction)
+    assert isinstance(wide, FailedImage) and "cannot prepare it for the model" in wide.reason
+
+
 def test_a_classic_postprocess_op_model_is_refused_with_the_reason(tflite):
     # its outputs would give boxes, but its class numbering and input scaling are unknown
     with pytest.raises(ModelError, match=r"postprocess\.tflite: outputs .* lack .*unnamed "
