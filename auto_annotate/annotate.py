@@ -43,6 +43,7 @@ from auto_annotate.manifest import (
 from auto_annotate.model import Detector
 from auto_annotate.predict import FailedImage, Prediction, predict_stream
 from auto_annotate.summary import Summary
+from auto_annotate.voc import label_path
 
 __all__ = ["PREDEFINED_CLASSES", "Options", "Result", "Task", "annotate_folder",
            "annotate_tasks", "failed_result", "finish_image", "plan_tasks", "select_tasks",
@@ -87,7 +88,7 @@ def plan_tasks(imgs_root: Path, xml_root: Path, recursive: bool,
         summary.fail(link, BROKEN_LINK)
     for image in scan.images:
         rel = image.relative_to(imgs_root)
-        task = Task(image, rel.as_posix(), xml_root / rel.parent / (image.stem + ".xml"))
+        task = Task(image, rel.as_posix(), label_path(rel, xml_root))
         by_xml.setdefault(task.xml, []).append(task)
     summary.found = sum(len(group) for group in by_xml.values())
     tasks = []

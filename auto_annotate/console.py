@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-__all__ = ["setup_console"]
+__all__ = ["INTERRUPTED", "USAGE_ERROR", "run_command", "setup_console"]
 
 # tf_keras warns on every Model Garden training call that the input dict has a key the
 # model does not use (the source id); it is expected and says nothing to a user.

@@ -25,8 +25,8 @@ from auto_annotate.errors import VocError
 from auto_annotate.fileio import atomic_write_text
 
 __all__ = ["VocAnnotation", "VocObject", "annotation_to_xml", "disk_box", "is_verified",
-           "is_verified_data", "parse_voc", "read_voc", "to_upright_frame", "voc_pairs",
-           "write_voc"]
+           "is_verified_data", "label_name", "label_path", "parse_voc", "read_voc",
+           "to_upright_frame", "voc_pairs", "write_voc"]
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
@@ -183,12 +183,30 @@ def read_voc(path: str | Path) -> VocAnnotation:
     return parse_voc(data, path)
 
 
+def label_name(image_name: str) -> str:
+    """The file name of an image's VOC file: its stem and ``.xml`` (``a.jpg`` -> ``a.xml``)."""
+    return Path(image_name).stem + ".xml"
+
+
+def label_path(image: str | Path, xml_root: str | Path | None = None) -> Path:
+    """The one rule pairing an image with its VOC file, everywhere in the project.
+
+    Without ``xml_root``: ``<stem>.xml`` beside the image. With it: ``image`` is the path
+    relative to the image folder, and its sub-folder is mirrored under ``xml_root``
+    (``sub/a.jpg`` -> ``xml_root/sub/a.xml``), as LabelImg's save folder and auto_annotate
+    lay it out.
+    """
+    image = Path(image)
+    folder = image.parent if xml_root is None else Path(xml_root) / image.parent
+    return folder / label_name(image.name)
+
+
 def voc_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
-    """(image, VOC file) for every image of ``folder`` that has ``<stem>.xml`` beside it."""
+    """(image, VOC file) for every image of ``folder`` that has its VOC file beside it."""
     from auto_annotate.images import list_images
 
-    return [(p, p.with_suffix(".xml")) for p in list_images(folder)
-            if p.with_suffix(".xml").is_file()]
+    pairs = [(image, label_path(image)) for image in list_images(folder)]
+    return [(image, xml) for image, xml in pairs if xml.is_file()]
 
 
 def write_voc(path: str | Path, annotation: VocAnnotation) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,17 @@ def test_size_matching_neither_frame_is_an_error():
     annotation = voc.VocAnnotation(filename="x.jpg", width=100, height=50)
     with pytest.raises(VocError, match="matches neither"):
         voc.to_upright_frame(annotation, (60, 100), 6)
+
+
+def test_one_rule_pairs_an_image_with_its_voc_file(tmp_path):
+    """Beside the image, or its sub-folder mirrored under an XML folder; the stem counts
+    (a dotted name keeps its dots), and voc_pairs lists only images whose file exists."""
+    from auto_annotate.voc import label_path, voc_pairs
+
+    assert label_path(tmp_path / "a.b.JPG") == tmp_path / "a.b.xml"
+    assert label_path(Path("sub/c.png"), tmp_path / "xml") == tmp_path / "xml" / "sub" / "c.xml"
+    assert label_path("d.jpeg", "labels") == Path("labels/d.xml")
+    for name in ("with.png", "without.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "with.xml").write_text("<annotation/>")
+    assert voc_pairs(tmp_path) == [(tmp_path / "with.png", tmp_path / "with.xml")]

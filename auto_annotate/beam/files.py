@@ -24,6 +24,7 @@ from auto_annotate.fileio import atomic_write_bytes
 from auto_annotate.images import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, scan_images
 from auto_annotate.label_map import LabelMap, load_label_map, parse_label_map
 from auto_annotate.labelling import read_label_file
+from auto_annotate.voc import label_name, label_path
 
 __all__ = ["Listing", "is_url", "list_folder", "load_label_map_anywhere", "local_copy", "localize",
            "read_bytes", "read_image", "read_label", "relative", "remove_folder", "write_atomic",
@@ -75,10 +76,10 @@ def relative(path: str, root: str) -> str:
 
 def xml_path_of(xml_root: str, rel: str) -> str:
     """The label file of an image: its sub-folder mirrored under ``xml_root``, its stem."""
-    folder, name = posixpath.split(rel)
-    stem = Path(name).stem + ".xml"
     if not is_url(xml_root):
-        return str(Path(xml_root) / folder / stem)
+        return str(label_path(rel, xml_root))
+    folder, name = posixpath.split(rel)
+    stem = label_name(name)
     return posixpath.join(xml_root.rstrip("/"), folder, stem) if folder else \
         posixpath.join(xml_root.rstrip("/"), stem)
 

@@ -109,7 +109,7 @@ class TsodaLoop:
             self.journal.set_meta("settings", current)
 
     def _add_hand_images(self) -> None:
-        pairs = [(p, p.with_suffix(".xml")) for p in list_images(self.settings.labeled_dir)]
+        pairs = [(p, voc.label_path(p)) for p in list_images(self.settings.labeled_dir)]
         missing = [p.name for p, xml in pairs if not xml.is_file()]
         if missing:
             self.echo(f"note: {len(missing)} images in {self.settings.labeled_dir} have no "

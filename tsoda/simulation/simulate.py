@@ -66,7 +66,7 @@ def make_split(dataset_dir: Path, out: Path, fraction: float, seed: int) -> tupl
     for image in images:
         if image.name in kept:
             _link(image, out / "L" / image.name)
-            _link(image.with_suffix(".xml"), out / "L" / image.with_suffix(".xml").name)
+            _link(voc.label_path(image), voc.label_path(image.name, out / "L"))
         else:
             _link(image, out / "U" / image.name)
     return out / "L", out / "U"
@@ -127,7 +127,7 @@ class _Seed:
         self.settings = replace(loop_settings, work_dir=self.folder / f"loop-{key}")
 
     def truth(self, image_id: str) -> voc.VocAnnotation:
-        return voc.read_voc(self.simulation.dataset_dir / (Path(image_id).stem + ".xml"))
+        return voc.read_voc(voc.label_path(Path(image_id).name, self.simulation.dataset_dir))
 
     def test_pairs(self, loop: TsodaLoop) -> list[tuple[Path, Path]]:
         if self.simulation.test_dir:
@@ -263,7 +263,7 @@ class _Seed:
             pool = sorted(r.id for r in loop.journal.images() if r.id.startswith("U/"))
             chosen = random.Random(f"{self.seed}/person").sample(pool, min(reviewed, len(pool)))
             extra = [(self.simulation.dataset_dir / Path(i).name,
-                      self.simulation.dataset_dir / (Path(i).stem + ".xml")) for i in chosen]
+                      voc.label_path(Path(i).name, self.simulation.dataset_dir)) for i in chosen]
             runs.append(("person_alone", hand + extra))
         return [self.baseline(name, pairs, schedule, test_pairs) for name, pairs in runs]
 

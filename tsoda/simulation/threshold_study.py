@@ -46,9 +46,9 @@ def load_round(round_dir: Path, dataset_dir: Path) -> list[PoolImage]:
     for image_id, record in read_manifest(Path(round_dir) / "labels" / MANIFEST_NAME).items():
         if record.status not in (Status.ANNOTATED, Status.EMPTY):
             continue
-        stem = Path(image_id).stem
-        truth = voc.read_voc(Path(dataset_dir) / f"{stem}.xml")
-        xml = Path(round_dir) / "labels" / f"{stem}.xml"
+        name = Path(image_id).name
+        truth = voc.read_voc(voc.label_path(name, dataset_dir))
+        xml = voc.label_path(name, Path(round_dir) / "labels")
         found = voc.read_voc(xml) if record.status is Status.ANNOTATED and xml.is_file() else \
             voc.VocAnnotation(truth.filename, truth.width, truth.height)
         images.append(PoolImage(found, list(record.scores), truth))
