@@ -21,6 +21,7 @@ from tsoda.config.unmapped import FIXED, IGNORED
 from tsoda.errors import PipelineConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SEED_CONFIG = CONFIGS.parent / "tsoda" / "demo" / "seed_model" / "pipeline.config"
 
 
 def leaves(descriptor, prefix: str = "") -> list[str]:
@@ -145,6 +146,19 @@ def test_an_ignored_field_is_warned_once_with_its_path_and_line(caplog):
     caplog.clear()
     parse_pipeline_config(text, "my.config", warn=False)
     assert not caplog.records
+
+
+def test_the_shipped_configs_load_without_warnings_and_a_differing_value_still_warns(caplog):
+    """COCO metrics and a crop to the model's own input size are what tsoda does anyway;
+    another crop size is not, and is named."""
+    with caplog.at_level(logging.WARNING, logger="tsoda.config.unmapped"):
+        for path in [*sorted(CONFIGS.glob("*.config")), SEED_CONFIG]:
+            load_pipeline_config(path)
+        assert [record.getMessage() for record in caplog.records] == []
+        parse_pipeline_config(_config("output_size: 320", "output_size: 512"), "my.config")
+    assert len(caplog.records) == 1
+    assert "random_scale_crop_and_pad_to_square.output_size has no effect" in \
+        caplog.records[0].getMessage()
 
 
 @pytest.mark.parametrize("field,value,accepted", [

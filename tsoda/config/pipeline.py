@@ -100,7 +100,7 @@ def parse_pipeline_config(text: str, path: str | Path = "<pipeline.config>",
     for assignment in overrides:
         settings += [(field, "--set") for field in apply_override(message, assignment, path)]
     if warn:
-        warn_ignored(settings, path)
+        warn_ignored(settings, path, message)
     return message
 
 

@@ -49,6 +49,23 @@ IGNORED: dict[str, str] = {
 }
 
 
+def _crops_to_the_input(pipeline) -> bool:
+    size = pipeline.model.ssd.image_resizer.fixed_shape_resizer
+    return size.height == size.width and all(
+        option.random_scale_crop_and_pad_to_square.output_size == size.height
+        for option in pipeline.train_config.data_augmentation_options
+        if option.HasField("random_scale_crop_and_pad_to_square"))
+
+
+# IGNORED fields whose value asks for what tsoda does anyway: no warning then.
+AS_DONE_HERE: dict[str, Callable[[object], bool]] = {
+    "eval_config.metrics_set":
+        lambda pipeline: set(pipeline.eval_config.metrics_set) <= {"coco_detection_metrics"},
+    "train_config.data_augmentation_options.random_scale_crop_and_pad_to_square.output_size":
+        _crops_to_the_input,
+}
+
+
 @dataclass(frozen=True)
 class Fixed:
     """A field whose behaviour Model Garden fixes: ``accepts(value)`` says whether the
@@ -107,10 +124,13 @@ def check_fixed(pipeline, check) -> None:
                       fixed.path, f"must be {fixed.needs}: {fixed.reason}")
 
 
-def warn_ignored(settings: Iterable[tuple[str, str]], source) -> None:
+def warn_ignored(settings: Iterable[tuple[str, str]], source, pipeline=None) -> None:
     """Logs one warning per IGNORED field among ``settings``: (field path, where it is set,
-    e.g. "line 12" or "--set"); a field set in several places is named at the first."""
-    seen = set()
+    e.g. "line 12" or "--set"); a field set in several places is named at the first. With
+    the parsed ``pipeline``, a field set to what tsoda does anyway (AS_DONE_HERE: COCO
+    metrics, a crop to the model's input size) is not warned about."""
+    seen = {path for path, as_done in AS_DONE_HERE.items()
+            if pipeline is not None and as_done(pipeline)}
     for path, where in settings:
         if path in IGNORED and path not in seen:
             seen.add(path)
