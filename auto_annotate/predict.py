@@ -36,10 +36,12 @@ class HasImage(Protocol):
 
 @dataclass(frozen=True)
 class FailedImage:
-    """An image that got no detections: its task and the one-line reason."""
+    """An image that got no detections: its task, the one-line reason, and whether the
+    model failed (its call raised, or its output was not finite) rather than the image."""
 
     task: Any
     reason: str
+    by_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,11 @@ def predict_batch(batch: Sequence[tuple[Any, DecodedImage]],
                                         image.prepared for _, image in batch])
     except Exception as error:  # one failing batch must not end the run
         reason = f"model failed: {error_line(error)}"
-        return [FailedImage(task, reason) for task, _ in batch]
+        return [FailedImage(task, reason, by_model=True) for task, _ in batch]
     outcomes: list[Outcome] = []
     for (task, image), detections in zip(batch, predictions, strict=True):
         problem = non_finite_problem(detections)
-        outcomes.append(FailedImage(task, problem) if problem else
+        outcomes.append(FailedImage(task, problem, by_model=True) if problem else
                         Prediction(task, image, to_label_frame(detections, image)))
     return outcomes
 

@@ -377,3 +377,31 @@ def test_a_restart_with_another_stream_setting_trains_on_what_its_records_stage_
     assert not list(round2.glob("hand.record*")) and not list(round2.glob("pseudo.record*"))
     last = [c for c in trainer.calls() if c["call"] == "train"][-1]
     assert last["records"].endswith("rounds/02/train.record*") and last["pseudo"] is None
+
+
+def test_a_model_failure_while_evaluating_stops_the_round_and_running_again_retries(data):
+    """Before, evaluation on fewer images would have been recorded, and the round's
+    thresholds chosen from it; now the stage is not recorded and a second run redoes it."""
+    from tsoda.errors import TrainingError
+
+    class FailingOnce(RoundDetector):
+        failures = 1
+
+        def predict(self, images):
+            if FailingOnce.failures:
+                FailingOnce.failures -= 1
+                raise RuntimeError("out of memory")
+            return super().predict(images)
+
+    tsoda = TsodaLoop(settings(data, max_rounds=1), FakeTrainer(data / "calls.jsonl"),
+                      FailingOnce, LABELS, progress=False, echo=lambda line: None)
+    with pytest.raises(TrainingError, match="round 1: evaluation on the hand test set failed "
+                                            r"\(model failed: .*out of memory"):
+        tsoda.run()
+    assert tsoda.journal.rounds()[0].stage == "export"  # evaluate not recorded
+    tsoda.journal.close()
+    again = make_loop(data, max_rounds=1)
+    again.run()
+    (round_row,) = again.journal.rounds()
+    assert round_row.done and round_row.metrics["hand"]["images"] == \
+        round_row.metrics["hand"]["asked"]

@@ -238,6 +238,7 @@ class TsodaLoop:
             pairs = self._pairs(Split.TEST, statuses)
             if pairs:
                 result = self.evaluate(detector, self.label_map, pairs)
+                _refuse_model_failures(result, number, name)
                 for path, reason in result.skipped:  # never scored on fewer images silently
                     self.echo(f"note: round {number} evaluation on the {name} test set: "
                               f"{path}: {reason}; not scored")
@@ -356,3 +357,14 @@ class TsodaLoop:
             self._sync_reviews()
             line = report.write_report(self.journal, self.work / "report")
             self.echo(line)
+
+
+def _refuse_model_failures(result, number: int, name: str) -> None:
+    """Stops the round when the model failed on a test image (its call raised, or its
+    output was not finite): the stage is not recorded, so running again retries it, and no
+    threshold is chosen from a score on fewer images. Unreadable files are only noted."""
+    if result.model_failed:
+        path, reason = result.model_failed[0]
+        raise TrainingError(path, f"round {number}: evaluation on the {name} test set "
+                                  f"failed ({reason}; {len(result.model_failed)} image(s)); "
+                                  "run again to retry it")

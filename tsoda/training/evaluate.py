@@ -34,6 +34,9 @@ class Metrics:
     per_class_map50: dict[str, float] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     asked: int = 0
+    # the skipped images on which the model failed (its call raised, or its output was
+    # not finite), as (image, reason)
+    model_failed: list[tuple[str, str]] = field(default_factory=list)
     # (score, true positive at IoU 0.5) per detection, and the boxes they were matched
     # against (difficult ones left out): what tsoda/loop/thresholds.py chooses thresholds from
     score_table: list[tuple[float, bool]] = field(default_factory=list, repr=False)
@@ -133,11 +136,13 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
     from tsoda.loop.thresholds import score_table
 
     tasks = [Task(Path(image), Path(image).name, Path(xml)) for image, xml in pairs]
-    coco, skipped, table, scored_boxes = _Coco(label_map), [], [], 0
+    coco, skipped, table, scored_boxes, model_failed = _Coco(label_map), [], [], 0, []
     for outcome in predict_stream(tasks, detector, workers):
         task = outcome.task
         if isinstance(outcome, FailedImage):
             skipped.append((str(task.image), outcome.reason))
+            if outcome.by_model:
+                model_failed.append(skipped[-1])
             continue
         image, found = outcome.image, outcome.detections
         try:
@@ -157,6 +162,7 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
     return Metrics(map50=float(stats[1]), map50_95=float(stats[0]), recall=float(stats[8]),
                    images=len(coco.images), boxes=len(coco.annotations),
                    per_class_map50=per_class, skipped=skipped, asked=len(pairs),
+                   model_failed=model_failed,
                    score_table=table, scored_boxes=scored_boxes)
 
 
