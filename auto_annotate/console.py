@@ -42,12 +42,12 @@ USAGE_ERROR = 2
 INTERRUPTED = 130
 
 
-def run_command(body: Callable[[], int], expected: tuple[type[BaseException], ...] = (),
-                interrupted: str | None = None) -> int:
+def run_command(body: Callable[[], int], interrupted: str | None = None) -> int:
     """Runs a command's body and returns its exit status.
 
-    An expected error (:class:`AnnotateError`, ``ValueError`` and ``expected``) becomes one
-    line ``error: ...`` on stderr and status 2; Ctrl-C becomes ``interrupted: <hint>`` and
+    An expected error (:class:`AnnotateError`, ``ValueError``) becomes one line
+    ``error: ...`` on stderr and status 2 (its traceback is logged at debug level: shown
+    with ``--verbose``); Ctrl-C becomes ``interrupted: <hint>`` and
     status 130 when ``interrupted`` says what to do next (else it propagates). Every command
     line of the project ends this way, so scripts can rely on the statuses.
     """
@@ -55,7 +55,8 @@ def run_command(body: Callable[[], int], expected: tuple[type[BaseException], ..
 
     try:
         return body()
-    except (AnnotateError, ValueError, *expected) as error:
+    except (AnnotateError, ValueError) as error:
+        logging.getLogger(__name__).debug("the error's traceback", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

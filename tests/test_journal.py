@@ -113,6 +113,20 @@ def test_an_unknown_column_or_stored_status_is_refused(tmp_path):
         journal.images()
 
 
+def test_a_status_of_another_kind_is_refused_before_it_is_stored(tmp_path):
+    """The manifest's statuses are str enums too ("annotated"): the journal takes only its
+    own image statuses and splits."""
+    from auto_annotate.manifest import Status as Outcome
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    with pytest.raises(ValueError, match=r"'annotated'.* is not a valid Status"):
+        journal.add_image(ImageRow("U/x.png", "x.png", "x.xml", Outcome.ANNOTATED))
+    journal.add_image(ImageRow("U/x.png", "x.png", "x.xml", "unlabelled"))
+    with pytest.raises(ValueError, match="'validation' is not a valid Split"):
+        journal.update_image("U/x.png", status=Status.AUTO, split="validation")
+    assert [(r.status, r.split) for r in journal.images()] == [(Status.UNLABELLED, None)]
+
+
 def _newer(path, version=7):
     journal = Journal(path)
     journal.set_meta(VERSION_KEY, version)

@@ -17,7 +17,7 @@ import pytest
 from tsoda.config.experiment import build_experiment
 from tsoda.config.overrides import apply_override
 from tsoda.config.pipeline import load_pipeline_config, message_class, parse_pipeline_config
-from tsoda.config.unmapped import FIXED, IGNORED
+from tsoda.config.unmapped import FIXED, IGNORED, is_repeated
 from tsoda.errors import PipelineConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -53,7 +53,7 @@ class Recorder:
         self._reads.add(path)
         if field.message_type is None:
             return value
-        if field.label == field.LABEL_REPEATED:
+        if is_repeated(field):
             return [Recorder(item, path + ".", self._reads) for item in value]
         return Recorder(value, path + ".", self._reads)
 

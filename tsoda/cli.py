@@ -176,7 +176,10 @@ COMMANDS = {  # name: (help, flags)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tsoda", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tsoda", description="Train, export and evaluate detectors on TF Model Garden, "
+        "run the semi-supervised loop (TSODA), simulate it on hidden labels, the demo, "
+        "model stats. Also runs as python -m tsoda.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_flags) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text)

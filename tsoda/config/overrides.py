@@ -19,7 +19,7 @@ from pathlib import Path
 
 from google.protobuf import text_encoding, text_format
 
-from tsoda.config.unmapped import set_leaves
+from tsoda.config.unmapped import is_repeated, set_leaves
 from tsoda.errors import PipelineConfigError
 
 _POSITION = re.compile(r"^\d+:\d+ : ")
@@ -49,7 +49,7 @@ def _target(message, names: list[str], source, assignment: str):
     """(the message holding the last field, its descriptor), walking and checking ``names``."""
     for depth in range(len(names) - 1):
         field = _field(message, names, depth, source, assignment)
-        if field.message_type is None or field.label == field.LABEL_REPEATED:
+        if field.message_type is None or is_repeated(field):
             kind = "a repeated message" if field.message_type else "not a message"
             raise _refuse(source, assignment, f"{'.'.join(names[:depth + 1])} is {kind}; "
                                               "set it as a whole")
@@ -107,4 +107,4 @@ def _type_name(field) -> str:
                 field.TYPE_DOUBLE: "double", field.TYPE_INT32: "int32",
                 field.TYPE_UINT32: "uint32", field.TYPE_INT64: "int64",
                 field.TYPE_UINT64: "uint64"}.get(field.type, "scalar")
-    return f"repeated {kind}" if field.label == field.LABEL_REPEATED else kind
+    return f"repeated {kind}" if is_repeated(field) else kind

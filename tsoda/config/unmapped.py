@@ -145,5 +145,13 @@ def set_leaves(message, prefix: str = "") -> Iterable[str]:
         if field.message_type is None or not field.message_type.fields:
             yield path
             continue
-        for item in (value if field.label == field.LABEL_REPEATED else [value]):
+        for item in (value if is_repeated(field) else [value]):
             yield from set_leaves(item, path + ".")
+
+
+def is_repeated(field) -> bool:
+    """Whether a field descriptor is repeated (``is_repeated`` in newer protobuf, where
+    ``label`` is deprecated; ``label`` in older ones)."""
+    if hasattr(field, "is_repeated"):
+        return bool(field.is_repeated)
+    return field.label == field.LABEL_REPEATED

@@ -118,6 +118,16 @@ def _stored(value):
     return value.value if isinstance(value, Enum) else value
 
 
+_IMAGE_ENUMS = {"status": Status, "split": Split}
+
+
+def _image_values(fields: dict) -> dict:
+    """``fields`` of an image row as stored; a status or split must be one of the
+    journal's (ValueError otherwise: e.g. a manifest status is not an image status)."""
+    return {name: _stored(_IMAGE_ENUMS[name](value) if name in _IMAGE_ENUMS and
+                          value is not None else value) for name, value in fields.items()}
+
+
 def _check_columns(names, columns: tuple[str, ...]) -> None:
     unknown = sorted(set(names) - set(columns))
     if unknown:
@@ -189,7 +199,7 @@ class Journal:
         return [row["key"] for row in rows]
 
     def add_image(self, row: ImageRow) -> None:
-        values = {name: _stored(value) for name, value in asdict(row).items()}
+        values = _image_values(asdict(row))
         self._db.execute(f"INSERT OR IGNORE INTO images ({', '.join(values)}) "
                          f"VALUES ({', '.join(':' + name for name in values)})", values)
 
@@ -197,7 +207,7 @@ class Journal:
         _check_columns(fields, IMAGE_COLUMNS)
         names = ", ".join(f"{name} = ?" for name in fields)
         self._db.execute(f"UPDATE images SET {names} WHERE id = ?",
-                         (*map(_stored, fields.values()), image_id))
+                         (*_image_values(fields).values(), image_id))
 
     def images(self, status: Status | str | None = None,
                split: Split | str | None = None) -> list[ImageRow]:
