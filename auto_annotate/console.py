@@ -36,6 +36,8 @@ def setup_console(verbose: bool = False, level: int = logging.WARNING) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
     logging.basicConfig(level=min(level, logging.INFO) if verbose else level,
                         format="%(levelname)s: %(message)s")
+    if verbose:  # the traceback behind an `error:` line (run_command)
+        logging.getLogger(__name__).setLevel(logging.DEBUG)
 
 
 USAGE_ERROR = 2

@@ -127,3 +127,13 @@ def test_console_entry_points_name_the_command_mains():
         result = subprocess.run([installed, "--help"], capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0 and "simulate" in result.stdout
+
+
+def test_verbose_shows_the_traceback_behind_an_error_line(tmp_path):
+    missing = str(tmp_path / "missing.config")
+    quiet = _run("-m", "tsoda", "stats", missing)
+    verbose = _run("-m", "tsoda", "stats", missing, "--verbose")
+    assert quiet.returncode == verbose.returncode == 2
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert "error: " in verbose.stderr.splitlines()[-1]
