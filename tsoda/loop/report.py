@@ -24,14 +24,15 @@ def round_rows(journal) -> list[dict]:
         counts = journal.get_meta(f"counts/{r.round}") or {}
         hand, auto = r.metrics.get("hand", {}), r.metrics.get("auto", {})
         chosen = journal.get_meta(f"thresholds/{r.round}") or {}
+        none = (chosen.get("accept") or 0) > 1  # nothing accepted: no precision to show
         rows.append({
             "round": r.round, "steps": r.steps, "hand": counts.get(Status.HAND, 0),
             "verified": counts.get(Status.VERIFIED, 0), "auto": counts.get(Status.AUTO, 0),
             "accepted": r.accepted, "held_back": r.held_back,
             "remaining": counts.get(Status.UNLABELLED, 0),
-            "accept_at": _fmt(chosen.get("accept"), 3),
+            "accept_at": "none" if none else _fmt(chosen.get("accept"), 3),
             "uncertain_at": _fmt(chosen.get("uncertain"), 3),
-            "est_precision": _fmt(chosen.get("precision"), 2),
+            "est_precision": "" if none else _fmt(chosen.get("precision"), 2),
             "hand_map50": _fmt(hand.get("map50")), "hand_map50_95": _fmt(hand.get("map50_95")),
             "auto_map50": _fmt(auto.get("map50")), "minutes": f"{r.seconds / 60:.1f}"})
     return rows
