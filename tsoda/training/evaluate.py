@@ -141,8 +141,7 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
         task = outcome.task
         if isinstance(outcome, FailedImage):
             skipped.append((str(task.image), outcome.reason))
-            if outcome.by_model:
-                model_failed.append(skipped[-1])
+            model_failed += skipped[-1:] if outcome.by_model else []
             continue
         image, found = outcome.image, outcome.detections
         try:
@@ -162,8 +161,7 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
     return Metrics(map50=float(stats[1]), map50_95=float(stats[0]), recall=float(stats[8]),
                    images=len(coco.images), boxes=len(coco.annotations),
                    per_class_map50=per_class, skipped=skipped, asked=len(pairs),
-                   model_failed=model_failed,
-                   score_table=table, scored_boxes=scored_boxes)
+                   model_failed=model_failed, score_table=table, scored_boxes=scored_boxes)
 
 
 def _refuse_unknown(unknown: list[tuple[str, str]], label_map: LabelMap) -> None:
