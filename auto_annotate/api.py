@@ -10,6 +10,8 @@ from auto_annotate.label_map import load_label_map
 from auto_annotate.model import load_detector, model_fingerprint, model_kind
 from auto_annotate.summary import Summary
 
+__all__ = ["AutoAnnotate", "model_id", "one_model_path"]
+
 
 class AutoAnnotate:
     """Labels a folder of images with a detection model, as LabelImg-ready VOC XML.

@@ -9,6 +9,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from auto_annotate.console import run_command, setup_console
 from auto_annotate.tta import views_argument
 
+__all__ = ["add_model_path", "build_parser", "main"]
+
 
 def _threshold(text: str) -> float:
     try:

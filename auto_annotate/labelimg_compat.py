@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 
+__all__ = ["PATCHED", "install", "uninstall"]
+
 # (Qt module, class) -> methods that LabelImg 1.8.6 calls with float arguments
 PATCHED = {
     ("QtGui", "QPainter"): ("drawLine", "drawRect", "drawText", "drawEllipse", "drawPoint"),

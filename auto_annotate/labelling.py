@@ -26,6 +26,10 @@ from auto_annotate.images import DecodedImage
 from auto_annotate.label_map import LabelMap
 from auto_annotate.manifest import TIME_FORMAT, ManifestRecord, Status
 
+__all__ = ["BROKEN_LINK", "Decision", "Label", "Options", "decide", "failed_record",
+           "image_location", "make_label", "not_overwriting", "now", "predefined_classes_text",
+           "read_label_file", "shared_label", "write_blocked", "write_failure", "xml_text"]
+
 LOG = logging.getLogger(__name__)
 ReadLabel = Callable[[], "bytes | None"]
 BROKEN_LINK = "broken symbolic link (its target does not exist)"

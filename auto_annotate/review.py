@@ -20,6 +20,8 @@ from auto_annotate.console import run_command
 from auto_annotate.errors import AnnotateError
 from auto_annotate.label_map import load_label_map
 
+__all__ = ["labelimg_argv", "launch", "main", "prepare", "read_queue", "start"]
+
 
 def labelimg_argv(imgs_path: Path, xml_path: Path, classes_path: Path) -> list[str]:
     """The argv LabelImg's ``main`` expects: program, image folder, class file, save folder."""

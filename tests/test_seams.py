@@ -76,6 +76,9 @@ def _problem(module: str, name: str) -> str | None:
 
 
 TSODA_FILES = sorted((REPO / "tsoda").rglob("*.py"))
+# the project's own tools use auto_annotate the same way
+USERS = TSODA_FILES + sorted((REPO / "scripts").rglob("*.py")) + \
+    sorted((REPO / "bench").rglob("*.py"))
 
 
 def test_the_check_sees_tsodas_imports():
@@ -85,10 +88,19 @@ def test_the_check_sees_tsodas_imports():
     assert ("auto_annotate", "predict_stream") in found
 
 
-@pytest.mark.parametrize("path", TSODA_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+@pytest.mark.parametrize("path", USERS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_tsoda_imports_only_what_auto_annotate_exports(path):
     problems = [f"{path.relative_to(REPO)}:{line}: {module}.{name}: {problem}"
                 for line, module, name in _uses(path)
                 if (problem := _problem(module, name)) is not None]
     assert not problems, "\n".join(problems)
 
+
+def test_every_auto_annotate_module_says_what_it_exports():
+    """A new module must declare its public names too (``__main__`` modules run, nothing
+    imports them)."""
+    modules = [path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".")
+               .removesuffix(".__init__") for path in sorted((REPO / PACKAGE).rglob("*.py"))
+               if path.name != "__main__.py"]
+    assert len(modules) > 20
+    assert [module for module in modules if exported(module) is None] == []

@@ -11,6 +11,8 @@ from auto_annotate.cli import build_parser as local_parser
 from auto_annotate.console import run_command, setup_console
 from auto_annotate.errors import AnnotateError, error_line
 
+__all__ = ["DESCRIPTION", "build_parser", "main"]
+
 DESCRIPTION = ("Label a folder of images as python -m auto_annotate does, as an Apache Beam "
                "pipeline. Flags the labelling does not know are Beam's pipeline options, e.g. "
                "--runner DirectRunner --direct_num_workers 2 --direct_running_mode "

@@ -21,6 +21,8 @@ from auto_annotate.beam.files import localize
 from auto_annotate.model import Detector, load_detector
 from auto_annotate.predict import predict_batch
 
+__all__ = ["DetectorHandler"]
+
 
 class DetectorHandler(ModelHandler):
     """Examples are (task, DecodedImage); each PredictionResult's ``inference`` is the

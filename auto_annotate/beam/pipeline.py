@@ -58,6 +58,23 @@ from auto_annotate.manifest import (
 )
 from auto_annotate.predict import FailedImage, Prediction
 
+__all__ = [
+    "MANIFEST_FILES",
+    "NAMESPACE",
+    "BeamJob",
+    "Finish",
+    "ImageTask",
+    "account",
+    "build",
+    "count",
+    "decode",
+    "list_images",
+    "manifest_entries",
+    "problem",
+    "select",
+    "unique_label_files",
+]
+
 NAMESPACE = "auto_annotate"
 REPORT, FAILED = results.REPORT, "failed"
 MANIFEST_FILES = "auto_annotate_manifest*.jsonl"  # the file and every run's shards
