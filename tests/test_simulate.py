@@ -283,3 +283,29 @@ def test_another_test_set_rescores_the_cached_baselines_without_training(tmp_pat
     folder = next((tmp_path / "W" / "seed2" / "baselines").glob("hand_only-*"))
     assert len(list(folder.glob("result-*.json"))) == 2  # one score per test set
     assert {r["run"]: r for r in rows}["baseline hand_only"]["test_map50"] == "1.0000"
+
+
+def test_baselines_flag_trains_only_the_chosen_baselines_and_a_later_run_adds_the_rest(
+        tmp_path):
+    trainer = FakeTrainer(tmp_path / "calls.jsonl")
+    rows = _run(tmp_path, trainer, baselines=("hand_only",))
+    assert [r["run"] for r in rows if r["run"].startswith("baseline")] == ["baseline hand_only"]
+    assert _trained(trainer, "all_labels") == []
+    assert len(_trained(trainer, "first_stages/stage")) == 1  # the loop's, shared by hand only
+    hand_calls = len(_trained(trainer, "hand_only"))
+    rows = _run(tmp_path, trainer)  # both: hand only comes from the cache
+    assert [r["run"] for r in rows if r["run"].startswith("baseline")] == \
+        ["baseline hand_only", "baseline all_labels"]
+    assert len(_trained(trainer, "hand_only")) == hand_calls
+    assert _trained(trainer, "all_labels") == [("stage2", 15, True)]
+
+
+@pytest.mark.parametrize("text", ["", "hand", "hand_only,everything"])
+def test_baselines_flag_refuses_unknown_names(text, capsys):
+    from tsoda.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--pipeline_config_path", "p", "--dataset_dir",
+                                   "d", "--labeled_fraction", "0.1", "--work_dir", "w",
+                                   "--baselines", text])
+    assert "must be hand_only, all_labels or both" in capsys.readouterr().err

@@ -33,6 +33,15 @@ def _share(text: str) -> float:
     return value
 
 
+def _baselines(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in ("hand_only", "all_labels")]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"must be hand_only, all_labels or both, comma-separated, got {text!r}")
+    return names
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(part) for part in text.split(","))
@@ -145,6 +154,9 @@ def _add_simulate_flags(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument("--label_map_path", help="default: the config's")
     simulate.add_argument("--seeds", type=_seeds, default=(0,),
                           help="repeat the whole comparison per seed, e.g. 0,1,2 (default 0)")
+    simulate.add_argument("--baselines", type=_baselines, default=("hand_only", "all_labels"),
+                          help="which baselines to train: hand_only, all_labels or both, "
+                               "comma-separated (default both; each costs a training)")
     simulate.add_argument("--review_budget", type=int, default=0,
                           help="a simulated person verifies the first K images of each "
                                "round's review queue (default 0)")
@@ -283,7 +295,8 @@ def _simulate(args) -> None:
     settings = loop_settings(args, labeled_dir=split / "L", unlabeled_dir=split / "U")
     simulate(settings, Simulation(Path(args.dataset_dir), args.labeled_fraction,
                                   Path(args.test_dir) if args.test_dir else None,
-                                  seeds=args.seeds, review_budget=args.review_budget),
+                                  seeds=args.seeds, review_budget=args.review_budget,
+                                  baselines=args.baselines),
              trainer, detectors, label_map, progress=not args.quiet)
     print(f"report: {Path(args.work_dir) / 'report' / 'simulate.md'}")
 

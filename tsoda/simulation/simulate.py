@@ -72,6 +72,9 @@ def make_split(dataset_dir: Path, out: Path, fraction: float, seed: int) -> tupl
     return out / "L", out / "U"
 
 
+BASELINES = ("hand_only", "all_labels")
+
+
 @dataclass(frozen=True)
 class Simulation:
     """Everything ``simulate`` needs besides the loop settings."""
@@ -81,6 +84,7 @@ class Simulation:
     test_dir: Path | None
     seeds: tuple[int, ...] = (0,)
     review_budget: int = 0
+    baselines: tuple[str, ...] = BASELINES  # which of BASELINES to train
 
 
 def _key(*parts) -> str:
@@ -257,7 +261,8 @@ class _Seed:
         held_out = {Path(image).name for image, _ in loop._pairs(Split.TEST, (Status.HAND,))}
         everything = [(image, xml) for image, xml in voc.voc_pairs(self.simulation.dataset_dir)
                       if image.name not in held_out]
-        runs = [("hand_only", hand), ("all_labels", everything)]
+        runs = [(name, pairs) for name, pairs in (("hand_only", hand), ("all_labels", everything))
+                if name in self.simulation.baselines]
         reviewed = len(_reviewed(loop)(len(schedule) - 1))  # what the last model trained on
         if reviewed:
             pool = sorted(r.id for r in loop.journal.images() if r.id.startswith("U/"))
