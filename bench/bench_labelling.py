@@ -4,10 +4,12 @@ On one folder (default ../shared/data/flames/test) and one SavedModel per row, i
 repeats interleaved so that machine noise hits every case alike:
 
 (a) limit: the model alone on pre-decoded, pre-batched tensors (images of one size batched
-    together up to --batch_size, as a dynamic-size model allows; batch 1 for a batch-1 model);
+    together up to --batch_size, as a dynamic-size model allows; batch 1 for a batch-1 model),
+    its graph frozen as auto_annotate runs it;
 (b) auto_annotate end to end (annotate_folder with the SavedModel detector: decoding,
     batching, model, thresholds, XML and manifest written);
-(c) naive: one image at a time: PIL decode, EXIF transpose, model call, XML write.
+(c) naive: one image at a time: PIL decode, EXIF transpose, model call (the SavedModel as
+    loaded, not frozen), XML write.
 
 Models: the bundled seed detector (tsoda/demo/seed_model) and a tiny random CNN, each as the
 dynamic-batch SavedModel and as a batch-1 SavedModel ([1, H, W, 3] wrapper of the same graph).
@@ -44,7 +46,7 @@ from tiny_models import build_tiny_cnn  # noqa: E402
 from auto_annotate.annotate import Options, annotate_folder  # noqa: E402
 from auto_annotate.images import decode_image, list_images  # noqa: E402
 from auto_annotate.label_map import LabelMap, load_label_map  # noqa: E402
-from auto_annotate.model import load_detector  # noqa: E402
+from auto_annotate.model import frozen_function, load_detector, load_signature  # noqa: E402
 
 THRESHOLD = 0.3
 
@@ -72,13 +74,18 @@ def model_alone(function, batches: list[tf.Tensor]) -> float:
     return time.perf_counter() - start
 
 
-def load(model: Path):
-    return tf.saved_model.load(str(model)).signatures["serving_default"]
+def load(model: Path, freeze: bool = True):
+    """The model's serving signature: frozen as auto_annotate runs it ((a), (b)), or as
+    loaded, the way the original tool calls it ((c))."""
+    _, function, _ = load_signature(model)
+    return frozen_function(function, model) if freeze else function
 
 
-def end_to_end(model: Path, label_map: LabelMap, imgs: Path, batch_size: int) -> float:
-    """(b): seconds for auto_annotate on the folder, writing into a fresh folder."""
-    detector = load_detector(model, batch_size)
+def end_to_end(model: Path, label_map: LabelMap, imgs: Path, batch_size: int,
+               freeze: bool = True) -> float:
+    """(b): seconds for auto_annotate on the folder, writing into a fresh folder
+    (``freeze``: a SavedModel runs frozen, as auto_annotate runs it)."""
+    detector = load_detector(model, batch_size, freeze=freeze)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         summary = annotate_folder(detector, label_map, imgs, out,
@@ -152,7 +159,7 @@ def main() -> None:
             for case, (model, batch) in cases.items():
                 times[case]["a"].append(model_alone(load(model), batches[batch]))
                 times[case]["b"].append(end_to_end(model, label_map, args.imgs_path, batch))
-                times[case]["c"].append(naive(load(model), images))
+                times[case]["c"].append(naive(load(model, freeze=False), images))
     results = {}
     print(f"{len(images)} images, {args.repeats} repeats; images/s min / median")
     for case, parts in times.items():

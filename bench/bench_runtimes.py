@@ -3,11 +3,15 @@
 The bundled seed detector (tsoda/demo/seed_model) is turned back into a checkpoint and
 exported five ways: SavedModel with Model Garden's default NMS ("v2", what `tsoda export`
 wrote before: the original tool's model), SavedModel with batched NMS (today's default), and
-`.tflite` as float32, float16 weights and int8 (calibrated on flames/train). Then, on one
-folder (default ../shared/data/flames/test), in one run with repeats interleaved:
+`.tflite` as float32, float16 weights and int8 (calibrated on flames/train). auto_annotate
+runs a SavedModel frozen (variables as constants); the row "saved_model_v2_unfrozen" runs
+the v2 export as auto_annotate did before it froze models (a TSODA round's labelling stage
+before this work). Then, on one folder (default ../shared/data/flames/test), in one run
+with repeats interleaved:
 
 (a) limit: each runtime alone on pre-decoded input, one image per call (SavedModel: the
-    upright uint8 image; LiteRT: the letterboxed float32 frame, prepared beforehand);
+    upright uint8 image, through the signature auto_annotate calls, frozen or not; LiteRT:
+    the letterboxed float32 frame, prepared beforehand);
 (b) auto_annotate end to end with that model (decode, letterbox if needed, model, XML,
     manifest);
 (c) the original tool's way: one image at a time, PIL decode, EXIF transpose, the v2
@@ -45,9 +49,11 @@ from auto_annotate.images import decode_image, list_images  # noqa: E402
 from auto_annotate.label_map import load_label_map  # noqa: E402
 from auto_annotate.letterbox import letterbox_image  # noqa: E402
 from auto_annotate.litert import cpu_cores, runtime_notes_hidden  # noqa: E402
+from auto_annotate.model import frozen_function, load_signature  # noqa: E402
 
-RUNTIMES = ("saved_model_v2", "saved_model_batched", "tflite_fp32", "tflite_fp16",
-            "tflite_int8")
+RUNTIMES = ("saved_model_v2_unfrozen", "saved_model_v2", "saved_model_batched", "tflite_fp32",
+            "tflite_fp16", "tflite_int8")
+UNFROZEN = "saved_model_v2_unfrozen"  # the v2 export, run with its variables (as before)
 QUANTIZE = {"tflite_fp32": "none", "tflite_fp16": "fp16", "tflite_int8": "int8"}
 
 
@@ -86,6 +92,7 @@ def prepare(work: Path) -> dict[str, Path]:
         if not (out / "saved_model" / "saved_model.pb").is_file():
             export(config, model_dir, out, nms_version=nms)
         models[f"saved_model_{nms}"] = out / "saved_model"
+    models = {UNFROZEN: models["saved_model_v2"], **models}
     for name, quantize in QUANTIZE.items():
         out = work / name
         if not (out / "model.tflite").is_file():
@@ -94,8 +101,10 @@ def prepare(work: Path) -> dict[str, Path]:
     return models
 
 
-def _alone_saved_model(path: Path, images: list[np.ndarray]):
-    function = tf.saved_model.load(str(path)).signatures["serving_default"]
+def _alone_saved_model(path: Path, images: list[np.ndarray], freeze: bool):
+    _, function, _ = load_signature(path)
+    if freeze:
+        function = frozen_function(function, path)
 
     def run() -> float:
         start = time.perf_counter()
@@ -138,8 +147,9 @@ def measure(models: dict[str, Path], imgs: Path, repeats: int, batch_size: int) 
     label_map = load_label_map(FLAMES / "label_map.pbtxt")
     paths = list_images(imgs)
     images = [decode_image(path).upright for path in paths]
-    alone = {name: (_alone_tflite if path.suffix == ".tflite" else _alone_saved_model)(
-        path, images) for name, path in models.items()}
+    alone = {name: _alone_tflite(path, images) if path.suffix == ".tflite" else
+             _alone_saved_model(path, images, freeze=name != UNFROZEN)
+             for name, path in models.items()}
     original = tf.saved_model.load(str(models["saved_model_v2"])).signatures["serving_default"]
     for run in alone.values():  # warm-up: first calls of each runtime
         run()
@@ -148,7 +158,8 @@ def measure(models: dict[str, Path], imgs: Path, repeats: int, batch_size: int) 
     for _ in range(repeats):
         for name, path in models.items():
             times[name]["a"].append(alone[name]())
-            times[name]["b"].append(end_to_end(path, label_map, imgs, batch_size))
+            times[name]["b"].append(end_to_end(path, label_map, imgs, batch_size,
+                                               freeze=name != UNFROZEN))
         naive_times.append(naive(original, paths))
     naive_rates = [len(paths) / s for s in naive_times]
     results = {name: _row({k: [len(paths) / s for s in v] for k, v in parts.items()},
@@ -163,8 +174,8 @@ def accuracy(models: dict[str, Path], imgs: Path) -> dict[str, float]:
     from tsoda.training.evaluate import evaluate_detector
 
     label_map = load_label_map(FLAMES / "label_map.pbtxt")
-    return {name: evaluate_detector(load_detector(path, 8), label_map, imgs).map50
-            for name, path in models.items()}
+    return {name: evaluate_detector(load_detector(path, 8, freeze=name != UNFROZEN), label_map,
+                                    imgs).map50 for name, path in models.items()}
 
 
 def main() -> None:

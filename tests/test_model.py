@@ -96,3 +96,56 @@ def test_a_folder_without_a_savedmodel(tmp_path):
     (tmp_path / "saved_model.pb").write_bytes(b"garbage")
     with pytest.raises(ModelError, match="cannot load SavedModel"):
         SavedModelDetector(tmp_path)
+
+
+def _model_with_a_variable(path):
+    """A SavedModel whose score is a variable: one box over the whole image."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.score = tf.Variable(0.8)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def detect(input_tensor):
+        count = tf.shape(input_tensor)[0]
+        score = module.score * tf.ones([count, 1])
+        return {"detection_boxes": tf.tile([[[0.0, 0.0, 1.0, 1.0]]], [count, 1, 1]),
+                "detection_scores": score, "detection_classes": tf.ones([count, 1]),
+                "num_detections": tf.ones([count])}
+
+    module.detect = detect
+    tf.saved_model.save(module, str(path), signatures={"serving_default": detect})
+    return path
+
+
+def test_the_frozen_signature_has_the_variables_as_constants(tmp_path):
+    import tensorflow as tf
+
+    from auto_annotate.model import frozen_function, load_signature
+
+    path = _model_with_a_variable(tmp_path / "m")
+    loaded, function, _ = load_signature(path)
+    frozen = frozen_function(function, path)
+    image = tf.constant(BIG[None])
+    assert sorted(frozen(input_tensor=image)) == sorted(function(input_tensor=image))
+    loaded.score.assign(0.3)  # the live graph reads the variable, the frozen one does not
+    assert function(input_tensor=image)["detection_scores"].numpy()[0, 0] == pytest.approx(0.3)
+    assert frozen(input_tensor=image)["detection_scores"].numpy()[0, 0] == pytest.approx(0.8)
+    frozen_boxes = SavedModelDetector(path).predict([BIG])[0]
+    plain_boxes = SavedModelDetector(path, freeze=False).predict([BIG])[0]
+    np.testing.assert_allclose(frozen_boxes.boxes, plain_boxes.boxes)
+    np.testing.assert_allclose(frozen_boxes.boxes, [[0, 0, 120, 80]])
+
+
+def test_a_graph_that_cannot_be_frozen_runs_as_it_is(tmp_path, monkeypatch, caplog):
+    from tensorflow.python.framework import convert_to_constants
+
+    def refuse(function):
+        raise ValueError("cannot convert this op")
+
+    monkeypatch.setattr(convert_to_constants, "convert_variables_to_constants_v2", refuse)
+    path = _model_with_a_variable(tmp_path / "m")
+    with caplog.at_level("INFO", logger="auto_annotate.model"):
+        detector = SavedModelDetector(path)
+    assert detector.predict([BIG])[0].scores == pytest.approx([0.8])
+    assert "cannot freeze it: ValueError: cannot convert this op" in caplog.text
