@@ -22,8 +22,11 @@ cannot be read from the outputs, and reading them wrongly would give wrong label
 
 Anything else is refused when the detector is built, before any image, with one line
 naming the file, what was found and what is expected. The runtime is ``ai-edge-litert``
-(the ``litert`` extra), run on one image per call with one thread per CPU core and XNNPACK
-(LiteRT's default).
+(the ``litert`` extra), run on one image per call with XNNPACK (LiteRT's default): one
+interpreter with one thread per CPU core, or, when images come in groups (``batch_size`` > 1),
+one single-threaded interpreter per core, each running its share of a group side by side
+(LiteRT releases the GIL while it runs; on 2 cores this ran 1.1x the images of one
+two-threaded interpreter, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Hashable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,8 +255,13 @@ class TFLiteDetector:
     """A :class:`~auto_annotate.model.Detector` backed by a ``.tflite`` model (LiteRT).
 
     The model runs one image per call; ``max_batch`` is ``batch_size`` only so that the
-    pipeline hands over images in groups, which are then run one by one. Every image is
-    letterboxed to the model's input, so images of any size share a group.
+    pipeline hands over images in groups. With groups (``batch_size`` > 1) and several
+    cores, one interpreter per core (at most one per image of a group) runs its share of
+    each group side by side with the others, each on ``num_threads // copies`` threads;
+    otherwise one interpreter runs every image on all ``num_threads``. Every image is
+    letterboxed to the model's input, so images of any size share a group. ``predict`` may
+    be called from several threads (Beam shares a detector between a worker's threads):
+    calls run one at a time.
 
     Raises:
         ModelError: LiteRT is not installed, or the file is not a ``.tflite`` model with
@@ -261,12 +271,20 @@ class TFLiteDetector:
     def __init__(self, path: str | Path, batch_size: int = 1,
                  num_threads: int | None = None) -> None:
         self.path = Path(path)
+        threads = num_threads or cpu_cores()
+        copies = max(1, min(threads, batch_size))
         with runtime_notes_hidden():
-            self._interpreter = open_interpreter(self.path, num_threads or cpu_cores())
-            self._runner, self.spec = inspect_tflite(self._interpreter, self.path)
+            self._runners = []
+            for _ in range(copies):  # the interpreter must stay referenced beside its runner
+                interpreter = open_interpreter(self.path, max(1, threads // copies))
+                runner, self.spec = inspect_tflite(interpreter, self.path)
+                self._runners.append((interpreter, runner))
             self._run_once()
+        self._pool = ThreadPoolExecutor(copies, "litert") if copies > 1 else None
+        self._lock = threading.Lock()
         self.max_batch = max(1, batch_size)
-        LOG.info("model %s: %s, one image per call", self.path, self.spec.describe())
+        LOG.info("model %s: %s, one image per call, %d interpreter(s) side by side",
+                 self.path, self.spec.describe(), copies)
 
     def _run_once(self) -> None:
         """Runs the model on a blank input, so a model that cannot run (an operation LiteRT
@@ -284,9 +302,10 @@ class TFLiteDetector:
         """Every image is letterboxed to the input size: any images may share a group."""
         return None
 
-    def _outputs(self, model_input: np.ndarray) -> dict[str, np.ndarray]:
-        """The model on one input, as role -> array with a leading batch axis."""
-        raw = self._runner(**{self.spec.input_name: model_input[None]})
+    def _outputs(self, model_input: np.ndarray, copy: int = 0) -> dict[str, np.ndarray]:
+        """The model (interpreter ``copy``) on one input, as role -> array with a leading
+        batch axis."""
+        raw = self._runners[copy][1](**{self.spec.input_name: model_input[None]})
         outputs = {role: np.asarray(raw[name]) for role, name in self.spec.outputs.items()}
         if outputs["detection_scores"].ndim == 1:  # a model that drops the batch axis
             outputs = {role: value[None] for role, value in outputs.items()}
@@ -299,9 +318,23 @@ class TFLiteDetector:
     def predict(self, images: Sequence[np.ndarray | Prepared]) -> list[Detections]:
         """Detects on uint8 RGB images of any size, or on what :meth:`prepare` made of
         them; boxes in each image's pixel frame."""
-        results = []
-        for image in images:
-            ready = image if isinstance(image, Prepared) else self.prepare(image)
-            results.append(outputs_to_detections(self._outputs(ready.model_input), 0,
-                                                 ready.letterbox.image_hw, ready.letterbox))
-        return results
+        ready = [image if isinstance(image, Prepared) else self.prepare(image)
+                 for image in images]
+        with self._lock:
+            if self._pool is None or len(ready) < 2:
+                outputs = [self._outputs(one.model_input) for one in ready]
+            else:
+                outputs = self._side_by_side([one.model_input for one in ready])
+        return [outputs_to_detections(out, 0, one.letterbox.image_hw, one.letterbox)
+                for out, one in zip(outputs, ready, strict=True)]
+
+    def _side_by_side(self, inputs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Image i on interpreter i % copies; each interpreter's images in its own thread."""
+        copies = len(self._runners)
+
+        def share(copy: int) -> list[dict[str, np.ndarray]]:
+            return [self._outputs(model_input, copy) for model_input in inputs[copy::copies]]
+
+        shares = [future.result() for future in
+                  [self._pool.submit(share, copy) for copy in range(copies)]]
+        return [shares[i % copies][i // copies] for i in range(len(inputs))]

@@ -9,9 +9,10 @@ the v2 export as auto_annotate did before it froze models (a TSODA round's label
 before this work). Then, on one folder (default ../shared/data/flames/test), in one run
 with repeats interleaved:
 
-(a) limit: each runtime alone on pre-decoded input, one image per call (SavedModel: the
-    upright uint8 image, through the signature auto_annotate calls, frozen or not; LiteRT:
-    the letterboxed float32 frame, prepared beforehand);
+(a) limit: each runtime alone on pre-decoded input (SavedModel: the upright uint8 image,
+    one per call, through the signature auto_annotate calls, frozen or not; LiteRT: frames
+    letterboxed beforehand, run as auto_annotate runs them: groups of --batch_size side by
+    side on one single-threaded interpreter per core);
 (b) auto_annotate end to end with that model (decode, letterbox if needed, model, XML,
     manifest);
 (c) the original tool's way: one image at a time, PIL decode, EXIF transpose, the v2
@@ -47,8 +48,7 @@ from common import DEFAULT_TEST_IMAGES, FLAMES, SEED_MODEL, machine, write_resul
 from auto_annotate import load_detector  # noqa: E402
 from auto_annotate.images import decode_image, list_images  # noqa: E402
 from auto_annotate.label_map import load_label_map  # noqa: E402
-from auto_annotate.letterbox import letterbox_image  # noqa: E402
-from auto_annotate.litert import cpu_cores, runtime_notes_hidden  # noqa: E402
+from auto_annotate.litert import TFLiteDetector  # noqa: E402
 from auto_annotate.model import frozen_function, load_signature  # noqa: E402
 
 RUNTIMES = ("saved_model_v2_unfrozen", "saved_model_v2", "saved_model_batched", "tflite_fp32",
@@ -115,20 +115,17 @@ def _alone_saved_model(path: Path, images: list[np.ndarray], freeze: bool):
     return run
 
 
-def _alone_tflite(path: Path, images: list[np.ndarray]):
-    from ai_edge_litert.interpreter import Interpreter
-
-    with runtime_notes_hidden():
-        runner = Interpreter(model_path=str(path), num_threads=cpu_cores()) \
-            .get_signature_runner("serving_default")
-    (name,) = runner.get_input_details()
-    (height, width) = runner.get_input_details()[name]["shape"][1:3]
-    frames = [letterbox_image(image, (int(height), int(width)))[0][None] for image in images]
+def _alone_tflite(path: Path, images: list[np.ndarray], batch_size: int):
+    """LiteRT as auto_annotate runs it (groups of ``batch_size`` side by side on one
+    interpreter per core), on frames letterboxed beforehand."""
+    detector = TFLiteDetector(path, batch_size)
+    frames = [detector.prepare(image) for image in images]
+    groups = [frames[i:i + batch_size] for i in range(0, len(frames), batch_size)]
 
     def run() -> float:
         start = time.perf_counter()
-        for frame in frames:
-            runner(**{name: frame})
+        for group in groups:
+            detector.predict(group)
         return time.perf_counter() - start
     return run
 
@@ -147,7 +144,7 @@ def measure(models: dict[str, Path], imgs: Path, repeats: int, batch_size: int) 
     label_map = load_label_map(FLAMES / "label_map.pbtxt")
     paths = list_images(imgs)
     images = [decode_image(path).upright for path in paths]
-    alone = {name: _alone_tflite(path, images) if path.suffix == ".tflite" else
+    alone = {name: _alone_tflite(path, images, batch_size) if path.suffix == ".tflite" else
              _alone_saved_model(path, images, freeze=name != UNFROZEN)
              for name, path in models.items()}
     original = tf.saved_model.load(str(models["saved_model_v2"])).signatures["serving_default"]

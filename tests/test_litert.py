@@ -72,6 +72,31 @@ def test_the_detector_runs_one_image_per_call_with_any_sizes_in_a_group(tflite):
     assert detector.batch_key((10, 20)) == detector.batch_key((300, 40))
 
 
+def test_groups_run_side_by_side_on_one_interpreter_per_core_in_input_order(tflite, caplog):
+    images = [NARROW, WIDE, TALL, WIDE, NARROW]  # an odd count: the copies get 3 and 2
+    with caplog.at_level("INFO", logger="auto_annotate.litert"):
+        side = TFLiteDetector(tflite["float"], batch_size=4, num_threads=2)
+        single = TFLiteDetector(tflite["float"], batch_size=1, num_threads=2)
+    assert "2 interpreter(s) side by side" in caplog.text
+    assert "1 interpreter(s) side by side" in caplog.text
+    for got, expected in zip(side.predict(images), single.predict(images), strict=True):
+        np.testing.assert_array_equal(got.boxes, expected.boxes)
+        np.testing.assert_array_equal(got.scores, expected.scores)
+
+
+def test_predict_from_several_threads_at_once_gives_each_its_own_detections(tflite):
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = TFLiteDetector(tflite["float"], batch_size=2, num_threads=2)
+    groups = [[NARROW, WIDE], [WIDE], [NARROW, WIDE, NARROW]] * 4
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(detector.predict, groups))
+    for group, detections in zip(groups, results, strict=True):
+        for image, found in zip(group, detections, strict=True):
+            expected = EXPECTED["narrow" if image is NARROW else "wide"]
+            np.testing.assert_allclose(found.boxes, expected, atol=1e-3)
+
+
 def test_letterboxing_runs_in_the_decoding_threads_with_the_same_boxes(tflite, tmp_path):
     """predict_stream letterboxes in its decoding workers (Detector.prepare), off the
     model's thread; the detections equal letterboxing in predict."""
