@@ -167,3 +167,31 @@ def test_score_table_matches_in_score_order_as_coco_does():
     found = [("flame", (0, 0, 10, 12), 0.9),   # IoU 0.83, the higher score: the match
              ("flame", (0, 0, 10, 10), 0.5)]   # IoU 1.0, but the box is taken
     assert score_table(found, truth) == [(0.9, True), (0.5, False)]
+
+
+def test_score_table_counts_a_hit_at_the_iou_asked_for():
+    truth = (voc.VocObject("flame", (0, 0, 10, 10)),)
+    found = [("flame", (0, 0, 10, 4), 0.9)]  # IoU 0.4
+    assert score_table(found, truth) == [(0.9, False)]
+    assert score_table(found, truth, min_iou=0.3) == [(0.9, True)]
+
+
+def test_precision_by_score_at_two_ious(tmp_path):
+    """Red (0.9) is boxed exactly in one image and with IoU 0.4 in another; blue (0.7) has
+    no label: precision above 0.8 is 1/2 at IoU 0.5 and 2/2 at IoU 0.3."""
+    from auto_annotate.label_map import parse_label_map
+    from tests.helpers import BLUE, LABEL_MAP, RED, FakeColorDetector, draw, save
+    from tsoda.simulation.threshold_study import precision_by_score
+
+    for name, truth in (("exact", (10, 10, 20, 20)), ("loose", (10, 10, 20, 35))):
+        save(tmp_path / f"{name}.png", draw((64, 48), [(RED, (10, 10, 20, 20)),
+                                                       (BLUE, (40, 30, 50, 40))]))
+        voc.write_voc(tmp_path / f"{name}.xml", voc.VocAnnotation(
+            f"{name}.png", 64, 48, objects=(voc.VocObject("flame", truth),)))
+    rows = precision_by_score(FakeColorDetector(), parse_label_map(LABEL_MAP), tmp_path,
+                              scores=(0.8, 0.5))
+    assert rows == [
+        {"score": ">= 0.80", "detections": 2, "found_share": "0.500",
+         "precision_iou0.5": "0.500", "precision_iou0.3": "1.000"},
+        {"score": ">= 0.50", "detections": 4, "found_share": "0.500",
+         "precision_iou0.5": "0.250", "precision_iou0.3": "0.500"}]

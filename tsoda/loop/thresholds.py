@@ -57,10 +57,12 @@ class Thresholds:
                f"({self.source}{estimate})"
 
 
-def score_table(detections: list[tuple[str, tuple, float]], truth) -> list[tuple[float, bool]]:
+def score_table(detections: list[tuple[str, tuple, float]], truth,
+                min_iou: float = 0.5) -> list[tuple[float, bool]]:
     """(score, true positive) per detection of one image, matched as COCO does: in
     descending score order, each detection takes the unmatched true box of its class with
-    which it has the highest IoU, if that IoU is >= 0.5. Difficult true boxes are left out.
+    which it has the highest IoU, if that IoU is >= ``min_iou``. Difficult true boxes are
+    left out.
 
     Args:
         detections: (class name, pixel xyxy box, score) per detection.
@@ -76,7 +78,7 @@ def score_table(detections: list[tuple[str, tuple, float]], truth) -> list[tuple
         same = [j for j, o in enumerate(truth) if o.name.lower() == name.lower() and not taken[j]]
         overlaps = iou_xyxy(box, [truth[j].box for j in same])[0] if same else []
         best = int(np.argmax(overlaps)) if len(overlaps) else -1
-        hits[index] = bool(best >= 0 and overlaps[best] >= 0.5)
+        hits[index] = bool(best >= 0 and overlaps[best] >= min_iou)
         if hits[index]:
             taken[same[best]] = True
     return [(float(score), hits[i]) for i, (_, _, score) in enumerate(detections)]

@@ -6,6 +6,11 @@ precision would have been, how many hidden boxes they would have found, the box 
 and the false-background rate, with and without ignore regions. It also checks the round's own
 choice: the precision estimated on the hand test against the precision on the hidden pool.
 ``scripts/threshold_study.py`` is the command line.
+
+:func:`precision_by_score` asks the question before any loop: how precise are a model's
+detections above each score on labelled data, at IoU 0.5 and at a looser IoU (which shows
+how many "wrong" boxes only disagree with the annotator about the extent)?
+``scripts/precision_by_score.py`` is its command line.
 """
 
 from __future__ import annotations
@@ -123,3 +128,50 @@ def _study(loop_dir: Path, dataset_dir: Path, round_number: int) -> int:
     atomic_write_text(loop_dir / "report" / f"threshold_study_round{round_number}.md", text)
     print(text)
     return 0
+
+
+SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def precision_by_score(detector, label_map, data_dir: Path, scores=SCORES,
+                       min_ious: tuple[float, ...] = (0.5, 0.3)) -> list[dict]:
+    """Per score: the detections at or above it, the share of the labelled boxes they find
+    and their precision at each IoU in ``min_ious`` (matched as COCO does, one to one)."""
+    from tsoda.training.evaluate import evaluate_detector
+
+    tables = {iou: evaluate_detector(detector, label_map, data_dir, min_iou=iou)
+              for iou in min_ious}
+    rows = []
+    for score in scores:
+        row = {"score": f">= {score:.2f}"}
+        for iou, metrics in tables.items():
+            hits = [hit for value, hit in metrics.score_table if value >= score]
+            if "detections" not in row:
+                row["detections"] = len(hits)
+                row["found_share"] = f"{sum(hits) / max(metrics.scored_boxes, 1):.3f}"
+            row[f"precision_iou{iou:g}"] = f"{np.mean(hits):.3f}" if hits else ""
+        rows.append(row)
+    return rows
+
+
+def precision_main(argv: list[str] | None = None) -> int:
+    """python scripts/precision_by_score.py --model_path M --label_map_path L --data_dir D"""
+    import argparse
+
+    from auto_annotate import load_detector
+    from auto_annotate.console import run_command
+    from auto_annotate.label_map import load_label_map
+
+    parser = argparse.ArgumentParser(prog="precision_by_score.py",
+                                     description=precision_by_score.__doc__.splitlines()[0])
+    parser.add_argument("--model_path", required=True, help="SavedModel folder or .tflite")
+    parser.add_argument("--label_map_path", required=True)
+    parser.add_argument("--data_dir", required=True, help="images with VOC files")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        rows = precision_by_score(load_detector(args.model_path, 8),
+                                  load_label_map(args.label_map_path), Path(args.data_dir))
+        print(markdown_table(rows))
+        return 0
+    return run_command(run)

@@ -37,8 +37,9 @@ class Metrics:
     # the skipped images on which the model failed (its call raised, or its output was
     # not finite), as (image, reason)
     model_failed: list[tuple[str, str]] = field(default_factory=list)
-    # (score, true positive at IoU 0.5) per detection, and the boxes they were matched
-    # against (difficult ones left out): what tsoda/loop/thresholds.py chooses thresholds from
+    # (score, true positive at IoU 0.5 or the min_iou asked for) per detection, and the
+    # boxes they were matched against (difficult ones left out): what
+    # tsoda/loop/thresholds.py chooses thresholds from
     score_table: list[tuple[float, bool]] = field(default_factory=list, repr=False)
     scored_boxes: int = 0
 
@@ -112,19 +113,20 @@ class _Coco:
 
 
 def evaluate_detector(detector, label_map: LabelMap, data_dir: str | Path,
-                      workers: int = 2) -> Metrics:
-    """Runs a Detector over every image of ``data_dir`` that has a VOC file; COCO metrics."""
+                      workers: int = 2, min_iou: float = 0.5) -> Metrics:
+    """Runs a Detector over every image of ``data_dir`` that has a VOC file; COCO metrics
+    (``min_iou``: the IoU at which ``Metrics.score_table`` counts a detection right)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise TrainingError(data_dir, "data folder does not exist")
     pairs = voc.voc_pairs(data_dir)
     if not pairs:
         raise TrainingError(data_dir, "no image with a VOC file")
-    return evaluate_pairs(detector, label_map, pairs, workers)
+    return evaluate_pairs(detector, label_map, pairs, workers, min_iou)
 
 
 def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]],
-                   workers: int = 2) -> Metrics:
+                   workers: int = 2, min_iou: float = 0.5) -> Metrics:
     """COCO metrics of a Detector on (image, VOC file) pairs; no pair gives zeros.
 
     Detections of all scores are kept (COCO's mAP integrates over the score ranking). An
@@ -154,7 +156,7 @@ def evaluate_pairs(detector, label_map: LabelMap, pairs: list[tuple[Path, Path]]
         table += score_table([(label_map.name_of(int(c)) or str(c), box, score) for
                               box, score, c in zip(found.boxes, found.scores,
                                                    found.class_ids, strict=True)],
-                             truth.objects)
+                             truth.objects, min_iou)
         scored_boxes += sum(not o.difficult for o in truth.objects)
     _refuse_unknown(coco.unknown, label_map)
     stats, per_class = coco.evaluate()
