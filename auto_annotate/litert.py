@@ -23,10 +23,10 @@ cannot be read from the outputs, and reading them wrongly would give wrong label
 Anything else is refused when the detector is built, before any image, with one line
 naming the file, what was found and what is expected. The runtime is ``ai-edge-litert``
 (the ``litert`` extra), run on one image per call with XNNPACK (LiteRT's default): one
-interpreter with one thread per CPU core, or, when images come in groups (``batch_size`` > 1),
-one single-threaded interpreter per core, each running its share of a group side by side
-(LiteRT releases the GIL while it runs; on 2 cores this ran 1.1x the images of one
-two-threaded interpreter, docs/BENCHMARKS.md).
+interpreter with one thread per CPU core, and, when images come in groups (``batch_size`` >
+1), ``min(cores, batch_size)`` interpreters sharing the cores, each running its share of a
+group side by side (LiteRT releases the GIL while it runs; on 2 cores two single-threaded
+interpreters ran 1.1x the frames of one two-threaded one, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,9 +256,10 @@ class TFLiteDetector:
 
     The model runs one image per call; ``max_batch`` is ``batch_size`` only so that the
     pipeline hands over images in groups. With groups (``batch_size`` > 1) and several
-    cores, one interpreter per core (at most one per image of a group) runs its share of
-    each group side by side with the others, each on ``num_threads // copies`` threads;
-    otherwise one interpreter runs every image on all ``num_threads``. Every image is
+    cores, ``copies = min(num_threads, batch_size)`` interpreters, each on
+    ``num_threads // copies`` threads, run a group's images side by side; a lone image (the
+    last of a run, Beam's first batches) and every image when there are no groups run on
+    one interpreter with all ``num_threads``. Every image is
     letterboxed to the model's input, so images of any size share a group. ``predict`` may
     be called from several threads (Beam shares a detector between a worker's threads):
     calls run one at a time.
@@ -274,17 +275,22 @@ class TFLiteDetector:
         threads = num_threads or cpu_cores()
         copies = max(1, min(threads, batch_size))
         with runtime_notes_hidden():
-            self._runners = []
-            for _ in range(copies):  # the interpreter must stay referenced beside its runner
-                interpreter = open_interpreter(self.path, max(1, threads // copies))
-                runner, self.spec = inspect_tflite(interpreter, self.path)
-                self._runners.append((interpreter, runner))
+            # [0]: all threads, for lone images; [1:]: the copies that share the cores
+            self._runners = [self._open(threads)]
+            if copies > 1:
+                self._runners += [self._open(max(1, threads // copies)) for _ in range(copies)]
             self._run_once()
         self._pool = ThreadPoolExecutor(copies, "litert") if copies > 1 else None
         self._lock = threading.Lock()
         self.max_batch = max(1, batch_size)
         LOG.info("model %s: %s, one image per call, %d interpreter(s) side by side",
                  self.path, self.spec.describe(), copies)
+
+    def _open(self, threads: int) -> tuple:
+        """(interpreter, runner): the interpreter must stay referenced beside its runner."""
+        interpreter = open_interpreter(self.path, threads)
+        runner, self.spec = inspect_tflite(interpreter, self.path)
+        return interpreter, runner
 
     def _run_once(self) -> None:
         """Runs the model on a blank input, so a model that cannot run (an operation LiteRT
@@ -329,12 +335,15 @@ class TFLiteDetector:
                 for out, one in zip(outputs, ready, strict=True)]
 
     def _side_by_side(self, inputs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Image i on interpreter i % copies; each interpreter's images in its own thread."""
-        copies = len(self._runners)
+        """Image i on copy i % copies; each copy's images in its own thread. Every copy has
+        finished before this returns or raises (an interpreter must not run twice at once)."""
+        copies = len(self._runners) - 1
 
         def share(copy: int) -> list[dict[str, np.ndarray]]:
-            return [self._outputs(model_input, copy) for model_input in inputs[copy::copies]]
+            return [self._outputs(model_input, 1 + copy)
+                    for model_input in inputs[copy::copies]]
 
-        shares = [future.result() for future in
-                  [self._pool.submit(share, copy) for copy in range(copies)]]
+        futures = [self._pool.submit(share, copy) for copy in range(copies)]
+        wait(futures)
+        shares = [future.result() for future in futures]
         return [shares[i % copies][i // copies] for i in range(len(inputs))]

@@ -156,17 +156,23 @@ def frozen_function(function, source: str | Path):
     With constants, TensorFlow's graph optimizer folds batch normalization and the other
     per-channel arithmetic into the convolutions before the first call; with variables it
     cannot. The frozen graph gives the same outputs up to float rounding (last digit) and
-    ran tsoda's Lite0 export about 1.45x faster per image on a 2-core CPU
-    (docs/BENCHMARKS.md). A graph that cannot be frozen (e.g. one with lookup tables) is
-    run as it is, and the log says so.
+    ran tsoda's Lite0 export 1.35-1.45x faster per image on a 2-core CPU
+    (docs/BENCHMARKS.md). A graph that cannot be frozen is run as it is, and the log says
+    so: one whose conversion fails, and one that keeps other resources (a lookup table
+    stays a resource, which the frozen graph would expect as a second input).
     """
     import tensorflow as tf
+
+    from auto_annotate.litert import runtime_notes_hidden  # grappler's native log lines
 
     try:  # public in effect (the TFLite converter freezes this way); no tf.* name in TF 2.20
         from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2,
         )
-        frozen = convert_variables_to_constants_v2(function)
+        with runtime_notes_hidden():
+            frozen = convert_variables_to_constants_v2(function)
+        if len(frozen.inputs) != 1:
+            raise ValueError(f"{len(frozen.inputs) - 1} resource(s) besides the variables")
     except Exception as error:  # any failure: the model still runs unfrozen
         LOG.info("%s: running the graph with variables (cannot freeze it: %s)",
                  source, error_line(error))

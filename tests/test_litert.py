@@ -84,6 +84,29 @@ def test_groups_run_side_by_side_on_one_interpreter_per_core_in_input_order(tfli
         np.testing.assert_array_equal(got.scores, expected.scores)
 
 
+def test_a_lone_image_runs_on_all_threads_and_a_failing_copy_fails_its_group_only(tflite):
+    detector = TFLiteDetector(tflite["float"], batch_size=4, num_threads=2)
+    used, outputs = [], detector._outputs
+
+    def recording(model_input, copy=0):
+        used.append(copy)
+        if model_input[0, 0, 0] == 0:  # the black image below (the others are grey there)
+            raise RuntimeError("this copy failed")
+        return outputs(model_input, copy)
+
+    detector._outputs = recording
+    detector.predict([NARROW])
+    assert used == [0]  # the interpreter with both threads
+    used.clear()
+    detector.predict([NARROW, WIDE, TALL])
+    assert sorted(used) == [1, 1, 2]  # the two single-threaded copies
+    black = np.zeros((50, 60, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="this copy failed"):
+        detector.predict([NARROW, black, WIDE])
+    (narrow,) = detector.predict([NARROW])  # every copy finished; the detector still works
+    np.testing.assert_allclose(narrow.boxes, EXPECTED["narrow"], atol=1e-3)
+
+
 def test_predict_from_several_threads_at_once_gives_each_its_own_detections(tflite):
     from concurrent.futures import ThreadPoolExecutor
 

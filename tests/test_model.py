@@ -149,3 +149,26 @@ def test_a_graph_that_cannot_be_frozen_runs_as_it_is(tmp_path, monkeypatch, capl
         detector = SavedModelDetector(path)
     assert detector.predict([BIG])[0].scores == pytest.approx([0.8])
     assert "cannot freeze it: ValueError: cannot convert this op" in caplog.text
+
+
+def test_a_graph_with_a_lookup_table_runs_unfrozen_with_its_detections(tmp_path, caplog):
+    """Freezing keeps a table as a resource input: the detector runs the graph as it is."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant([0], tf.int64), tf.constant([0.6])), 0.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def detect(input_tensor):
+        count = tf.shape(input_tensor)[0]
+        score = module.table.lookup(tf.zeros([count, 1], tf.int64))
+        return {"detection_boxes": tf.tile([[[0.0, 0.0, 1.0, 1.0]]], [count, 1, 1]),
+                "detection_scores": score, "detection_classes": tf.ones([count, 1])}
+
+    module.detect = detect
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": detect})
+    with caplog.at_level("INFO", logger="auto_annotate.model"):
+        detector = SavedModelDetector(tmp_path / "m")
+    assert "cannot freeze it" in caplog.text
+    assert detector.predict([BIG])[0].scores == pytest.approx([0.6])

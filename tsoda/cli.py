@@ -10,6 +10,7 @@ from pathlib import Path
 
 from auto_annotate.console import run_command, setup_console
 from auto_annotate.tta import views_argument
+from tsoda.simulation import BASELINES
 
 
 def _positive(text: str) -> int:
@@ -35,7 +36,7 @@ def _share(text: str) -> float:
 
 def _baselines(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in ("hand_only", "all_labels")]
+    unknown = [name for name in names if name not in BASELINES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"must be hand_only, all_labels or both, comma-separated, got {text!r}")
@@ -154,9 +155,10 @@ def _add_simulate_flags(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument("--label_map_path", help="default: the config's")
     simulate.add_argument("--seeds", type=_seeds, default=(0,),
                           help="repeat the whole comparison per seed, e.g. 0,1,2 (default 0)")
-    simulate.add_argument("--baselines", type=_baselines, default=("hand_only", "all_labels"),
+    simulate.add_argument("--baselines", type=_baselines, default=BASELINES,
                           help="which baselines to train: hand_only, all_labels or both, "
-                               "comma-separated (default both; each costs a training)")
+                               "comma-separated (default both; each costs a training; "
+                               "person_alone comes with --review_budget)")
     simulate.add_argument("--review_budget", type=int, default=0,
                           help="a simulated person verifies the first K images of each "
                                "round's review queue (default 0)")

@@ -38,6 +38,7 @@ from tsoda.loop.journal import Split, Status
 from tsoda.loop.report import markdown_table, review_queue, to_csv
 from tsoda.loop.rounds import TsodaLoop, split_ids
 from tsoda.loop.settings import LoopSettings
+from tsoda.simulation import BASELINES
 from tsoda.simulation.effort import Effort, image_effort, match_boxes  # noqa: F401 (re-export)
 from tsoda.simulation.stages import DIVERGED, SharedFirstStage, mark_diverged, trainer_fingerprint
 
@@ -70,9 +71,6 @@ def make_split(dataset_dir: Path, out: Path, fraction: float, seed: int) -> tupl
         else:
             _link(image, out / "U" / image.name)
     return out / "L", out / "U"
-
-
-BASELINES = ("hand_only", "all_labels")
 
 
 @dataclass(frozen=True)

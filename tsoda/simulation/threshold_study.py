@@ -136,7 +136,8 @@ SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 def precision_by_score(detector, label_map, data_dir: Path, scores=SCORES,
                        min_ious: tuple[float, ...] = (0.5, 0.3)) -> list[dict]:
     """Per score: the detections at or above it, the share of the labelled boxes they find
-    and their precision at each IoU in ``min_ious`` (matched as COCO does, one to one)."""
+    at the first IoU of ``min_ious``, and their precision at each IoU (matched as COCO does,
+    one to one). The model runs once per IoU."""
     from tsoda.training.evaluate import evaluate_detector
 
     tables = {iou: evaluate_detector(detector, label_map, data_dir, min_iou=iou)
