@@ -23,6 +23,7 @@ mAP@0.5 on the folder for each model (so the cost of quantization is a number); 
 bench/results/runtimes.json. The exports are kept in --work_dir and reused.
 
 Usage: python bench/bench_runtimes.py [--imgs_path DIR] [--repeats 3] [--work_dir DIR]
+       [--runtimes tflite_fp32,tflite_fp16]
 """
 
 from __future__ import annotations
@@ -140,14 +141,15 @@ def _row(rates: dict[str, list[float]], naive_rates: list[float]) -> dict:
     return row
 
 
-def measure(models: dict[str, Path], imgs: Path, repeats: int, batch_size: int) -> dict:
+def measure(models: dict[str, Path], original_model: Path, imgs: Path, repeats: int,
+            batch_size: int) -> dict:
     label_map = load_label_map(FLAMES / "label_map.pbtxt")
     paths = list_images(imgs)
     images = [decode_image(path).upright for path in paths]
     alone = {name: _alone_tflite(path, images, batch_size) if path.suffix == ".tflite" else
              _alone_saved_model(path, images, freeze=name != UNFROZEN)
              for name, path in models.items()}
-    original = tf.saved_model.load(str(models["saved_model_v2"])).signatures["serving_default"]
+    original = tf.saved_model.load(str(original_model)).signatures["serving_default"]
     for run in alone.values():  # warm-up: first calls of each runtime
         run()
     times = {name: {"a": [], "b": []} for name in models}
@@ -181,13 +183,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--work_dir", type=Path, default=HERE / ".work" / "runtimes")
+    parser.add_argument("--runtimes", type=lambda text: text.split(","), default=RUNTIMES,
+                        help=f"comma-separated subset of {','.join(RUNTIMES)} (default all; "
+                             "the original tool (c) always runs)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    models = prepare(args.work_dir)
+    exports = prepare(args.work_dir)
+    models = {name: path for name, path in exports.items() if name in args.runtimes}
     sizes = {name: sum(p.stat().st_size for p in ([path] if path.is_file()
                                                   else path.rglob("*")) if p.is_file())
              for name, path in models.items()}
-    results = measure(models, args.imgs_path, args.repeats, args.batch_size)
+    results = measure(models, exports["saved_model_v2"], args.imgs_path, args.repeats,
+                      args.batch_size)
     maps = accuracy(models, args.imgs_path)
     count = len(list_images(args.imgs_path))
     print(f"{count} images, {args.repeats} repeats; images/s min / median")
@@ -200,9 +207,10 @@ def main() -> None:
               f"(b) {row['b']['min']:6.1f} / {row['b']['median']:6.1f}   "
               f"b/a {row['b_over_a']:.2f}  b/c {row['b_over_c']:.2f}   "
               f"mAP@0.5 {maps[name]:.4f}  {sizes[name] / 2**20:.1f} MiB")
-    write_results("runtimes", {"machine": machine(), "images": count,
-                               "imgs_path": args.imgs_path.name, "threshold": THRESHOLD,
-                               "batch_size": args.batch_size, "results": results})
+    name = "runtimes" if set(models) == set(RUNTIMES) else "runtimes_partial"  # a subset
+    write_results(name, {"machine": machine(), "images": count,
+                         "imgs_path": args.imgs_path.name, "threshold": THRESHOLD,
+                         "batch_size": args.batch_size, "results": results})
 
 
 if __name__ == "__main__":
