@@ -24,9 +24,10 @@ Anything else is refused when the detector is built, before any image, with one 
 naming the file, what was found and what is expected. The runtime is ``ai-edge-litert``
 (the ``litert`` extra), run on one image per call with XNNPACK (LiteRT's default): one
 interpreter with one thread per CPU core, and, when images come in groups (``batch_size`` >
-1), ``min(cores, batch_size)`` interpreters sharing the cores, each running its share of a
-group side by side (LiteRT releases the GIL while it runs; on 2 cores two single-threaded
-interpreters ran 1.1x the frames of one two-threaded one, docs/BENCHMARKS.md).
+1), ``min(cores, batch_size)`` interpreters sharing the cores, each owned by one thread that
+takes the next image as soon as it is free, across groups (LiteRT releases the GIL while it
+runs; on 2 cores two single-threaded interpreters ran 1.1x the frames of one two-threaded
+one, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,12 +258,14 @@ class TFLiteDetector:
     The model runs one image per call; ``max_batch`` is ``batch_size`` only so that the
     pipeline hands over images in groups. With groups (``batch_size`` > 1) and several
     cores, ``copies = min(num_threads, batch_size)`` interpreters, each on
-    ``num_threads // copies`` threads, run a group's images side by side; a lone image (the
-    last of a run, Beam's first batches) and every image when there are no groups run on
-    one interpreter with all ``num_threads``. Every image is
-    letterboxed to the model's input, so images of any size share a group. ``predict`` may
-    be called from several threads (Beam shares a detector between a worker's threads):
-    calls run one at a time.
+    ``num_threads // copies`` threads, run a group's images side by side, each copy in its
+    own pool thread taking the next image when it is free; :meth:`submit` starts a group
+    and returns, so the next group's images follow without a pause. A lone image passed
+    to :meth:`predict` (the last of a run, Beam's first batches) and every image when there
+    are no groups run on one interpreter with all ``num_threads``. Every image is
+    letterboxed to the model's input, so images of any size share a group. ``predict`` and
+    ``submit`` may be called from several threads (Beam shares a detector between a
+    worker's threads): no interpreter ever runs two images at once.
 
     Raises:
         ModelError: LiteRT is not installed, or the file is not a ``.tflite`` model with
@@ -280,11 +283,19 @@ class TFLiteDetector:
             if copies > 1:
                 self._runners += [self._open(max(1, threads // copies)) for _ in range(copies)]
             self._run_once()
-        self._pool = ThreadPoolExecutor(copies, "litert") if copies > 1 else None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for [0], which any caller's thread may use
+        self._local = threading.local()  # .copy: the interpreter a pool thread owns
+        self._claimed, self._claim_lock = iter(range(1, copies + 1)), threading.Lock()
+        self._pool = ThreadPoolExecutor(copies, "litert", initializer=self._claim) \
+            if copies > 1 else None
         self.max_batch = max(1, batch_size)
         LOG.info("model %s: %s, one image per call, %d interpreter(s) side by side",
                  self.path, self.spec.describe(), copies)
+
+    def _claim(self) -> None:
+        """Gives a new pool thread its own interpreter: no two threads ever share one."""
+        with self._claim_lock:
+            self._local.copy = next(self._claimed)
 
     def _open(self, threads: int) -> tuple:
         """(interpreter, runner): the interpreter must stay referenced beside its runner."""
@@ -324,26 +335,55 @@ class TFLiteDetector:
     def predict(self, images: Sequence[np.ndarray | Prepared]) -> list[Detections]:
         """Detects on uint8 RGB images of any size, or on what :meth:`prepare` made of
         them; boxes in each image's pixel frame."""
-        ready = [image if isinstance(image, Prepared) else self.prepare(image)
-                 for image in images]
-        with self._lock:
-            if self._pool is None or len(ready) < 2:
+        ready = [self._prepared(image) for image in images]
+        if self._pool is None or len(ready) < 2:
+            with self._lock:
                 outputs = [self._outputs(one.model_input) for one in ready]
-            else:
-                outputs = self._side_by_side([one.model_input for one in ready])
+            return self._detections(outputs, ready)
+        return self.submit(ready).result()
+
+    def submit(self, images: Sequence[np.ndarray | Prepared]) -> _Submitted:
+        """Starts :meth:`predict` on the images and returns at once (see
+        :class:`auto_annotate.model.Detector`): each image goes to the next free copy, so
+        the images of successive calls run back to back, without waiting for each other."""
+        ready = [self._prepared(image) for image in images]
+        if self._pool is None:
+            return _Submitted([self._pool_of_one(ready)], lambda outputs: outputs[0])
+        futures = [self._pool.submit(self._on_own_copy, one.model_input) for one in ready]
+        return _Submitted(futures, lambda outputs: self._detections(outputs, ready))
+
+    def _pool_of_one(self, ready: list[Prepared]) -> Future:
+        """Without copies: the images run now, in this thread; a finished future."""
+        future: Future = Future()
+        try:
+            future.set_result(self.predict(ready))
+        except Exception as error:  # kept for result(), as a pool's future keeps it
+            future.set_exception(error)
+        return future
+
+    def _prepared(self, image: np.ndarray | Prepared) -> Prepared:
+        return image if isinstance(image, Prepared) else self.prepare(image)
+
+    def _on_own_copy(self, model_input: np.ndarray) -> dict[str, np.ndarray]:
+        return self._outputs(model_input, self._local.copy)
+
+    @staticmethod
+    def _detections(outputs: list[dict[str, np.ndarray]],
+                    ready: list[Prepared]) -> list[Detections]:
         return [outputs_to_detections(out, 0, one.letterbox.image_hw, one.letterbox)
                 for out, one in zip(outputs, ready, strict=True)]
 
-    def _side_by_side(self, inputs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Image i on copy i % copies; each copy's images in its own thread. Every copy has
-        finished before this returns or raises (an interpreter must not run twice at once)."""
-        copies = len(self._runners) - 1
 
-        def share(copy: int) -> list[dict[str, np.ndarray]]:
-            return [self._outputs(model_input, 1 + copy)
-                    for model_input in inputs[copy::copies]]
+class _Submitted:
+    """A batch running on the copies: ``done()``, and ``result()``, which waits for every
+    image of it before it returns or raises the first image's error."""
 
-        futures = [self._pool.submit(share, copy) for copy in range(copies)]
-        wait(futures)
-        shares = [future.result() for future in futures]
-        return [shares[i % copies][i // copies] for i in range(len(inputs))]
+    def __init__(self, futures: list[Future], finish) -> None:
+        self._futures, self._finish = futures, finish
+
+    def done(self) -> bool:
+        return all(future.done() for future in self._futures)
+
+    def result(self) -> list[Detections]:
+        wait(self._futures)
+        return self._finish([future.result() for future in self._futures])

@@ -87,7 +87,14 @@ class Detector(Protocol):
         A detector may also have ``prepare(image) -> input``: the pipeline then calls it in
         its decoding threads, off the model's thread, and passes what it returned to
         ``predict`` in place of the image (e.g. the letterboxed input of a fixed-size
-        model, with what maps its boxes back)."""
+        model, with what maps its boxes back).
+
+        And it may have ``submit(inputs)``: it starts the model on a batch and returns at
+        once a handle whose ``done()`` says whether the batch has finished and whose
+        ``result()`` waits and returns what ``predict`` would (or raises what it would
+        raise). :func:`auto_annotate.predict.predict_stream` then keeps the model busy
+        with the next batch while it batches images and hands outcomes on; without it,
+        each batch runs in the stream's thread."""
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
 """Images to detections, image by image: decode ahead, batch, run the model.
 
 Decoding runs in worker threads ahead of the model (PIL releases the GIL while it decodes),
-so decoding overlaps inference. Images are grouped into batches the model can take (equal
-batch keys), and each image's outcome comes back in input order: its detections in the label
-frame, or a one-line reason it has none (an image that cannot be decoded, a model call that
-fails, non-finite model output). One image's failure never ends the stream.
+so decoding overlaps inference; a detector that can run batches in its own threads
+(``submit``) gets the next batch while the stream finishes the last. Images are grouped into
+batches the model can take (equal batch keys), and each image's outcome comes back in input
+order: its detections in the label frame, or a one-line reason it has none (an image that
+cannot be decoded, a model call that fails, non-finite model output). One image's failure
+never ends the stream.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,15 +99,17 @@ def decoded_stream(tasks: Iterable[HasImage], workers: int, lookahead: int,
             yield future.result()
 
 
-def predict_batch(batch: Sequence[tuple[Any, DecodedImage]],
-                  detector: Detector) -> list[Outcome]:
-    """Runs the detector on one batch of decoded images (one model call); one outcome per
-    image, in order. A model call that raises fails every image of the batch."""
-    if not batch:
-        return []
+def _inputs(batch: Sequence[tuple[Any, DecodedImage]]) -> list:
+    """What the detector takes for each image: its ``prepare`` result, else the pixels."""
+    return [image.upright if image.prepared is None else image.prepared for _, image in batch]
+
+
+def _outcomes(batch: Sequence[tuple[Any, DecodedImage]],
+              result: Callable[[], list[Detections]]) -> list[Outcome]:
+    """One outcome per image of a batch, from ``result()`` (the model's detections): a
+    model call that raises fails every image of the batch."""
     try:
-        predictions = detector.predict([image.upright if image.prepared is None else
-                                        image.prepared for _, image in batch])
+        predictions = result()
     except Exception as error:  # one failing batch must not end the run
         reason = f"model failed: {error_line(error)}"
         return [FailedImage(task, reason, by_model=True) for task, _ in batch]
@@ -116,18 +121,43 @@ def predict_batch(batch: Sequence[tuple[Any, DecodedImage]],
     return outcomes
 
 
+def predict_batch(batch: Sequence[tuple[Any, DecodedImage]],
+                  detector: Detector) -> list[Outcome]:
+    """Runs the detector on one batch of decoded images (one model call); one outcome per
+    image, in order. A model call that raises fails every image of the batch."""
+    if not batch:
+        return []
+    return _outcomes(batch, lambda: detector.predict(_inputs(batch)))
+
+
+def _start(detector: Detector, inputs: list) -> Any:
+    """A detector's ``submit(inputs)`` (the model starts and this returns at once), with an
+    error raised by the call itself kept for ``result()``."""
+    try:
+        return detector.submit(inputs)
+    except Exception as error:  # the batch fails when its result is asked for
+        failed: Future = Future()
+        failed.set_exception(error)
+        return failed
+
+
 @dataclass
 class _InOrder:
     """Batches decoded images by batch key and hands their outcomes back in input order.
 
     Images wait in a bucket per batch key until it holds a full batch. When more than
-    ``max_pending`` images wait (in buckets, or done but behind an earlier one), the
-    bucket holding the earliest waiting image runs, so memory stays bounded.
+    ``max_pending`` images wait (in buckets, running, or done but behind an earlier one),
+    the earliest running batch is waited for, else the bucket holding the earliest waiting
+    image runs, so memory stays bounded. A detector with ``submit`` runs up to
+    ``max_running`` batches at once while this thread goes on decoding and batching;
+    any other detector runs each batch in this thread.
     """
 
     detector: Detector
     max_pending: int
+    max_running: int = 2
     buckets: dict[Hashable, list[tuple[int, Any, DecodedImage]]] = field(default_factory=dict)
+    running: deque = field(default_factory=deque)  # (batch, handle) in submission order
     done: dict[int, Outcome] = field(default_factory=dict)
     emitted: int = 0  # the index of the next outcome to hand back
 
@@ -143,32 +173,66 @@ class _InOrder:
             self._run(key)
 
     def _run(self, key: Hashable) -> None:
-        batch = self.buckets.pop(key)
-        outcomes = predict_batch([(task, image) for _, task, image in batch], self.detector)
-        self.done.update(zip((index for index, _, _ in batch), outcomes, strict=True))
+        batch = [(index, (task, image)) for index, task, image in self.buckets.pop(key)]
+        pairs = [pair for _, pair in batch]
+        if not hasattr(self.detector, "submit"):
+            self._store(batch, predict_batch(pairs, self.detector))
+            return
+        while len(self.running) >= self.max_running:
+            self._collect()
+        self.running.append((batch, _start(self.detector, _inputs(pairs))))
+
+    def _store(self, batch: list, outcomes: list[Outcome]) -> None:
+        self.done.update(zip((index for index, _ in batch), outcomes, strict=True))
+
+    def _collect(self) -> None:
+        """Waits for the earliest running batch and stores its outcomes."""
+        batch, handle = self.running.popleft()
+        self._store(batch, _outcomes([pair for _, pair in batch], handle.result))
+
+    def _waiting(self) -> int:
+        return (len(self.done) + sum(map(len, self.buckets.values()))
+                + sum(len(batch) for batch, _ in self.running))
 
     def _earliest(self) -> Hashable:
         return min(self.buckets, key=lambda key: self.buckets[key][0][0])
 
     def _emit(self) -> Iterator[Outcome]:
+        while self.running and self.running[0][1].done():
+            self._collect()
         while self.emitted in self.done:
             yield self.done.pop(self.emitted)
             self.emitted += 1
 
     def ready(self) -> Iterator[Outcome]:
-        """The outcomes whose turn has come, in input order; runs the earliest bucket
-        before its batch is full when too many images wait."""
+        """The outcomes whose turn has come, in input order; waits for the earliest running
+        batch, or runs the earliest bucket before its batch is full, when too many images
+        wait."""
         yield from self._emit()
-        while self.buckets and len(self.done) + sum(map(len, self.buckets.values())) > \
-                self.max_pending:
-            self._run(self._earliest())
+        while (self.buckets or self.running) and self._waiting() > self.max_pending:
+            self._relieve()
             yield from self._emit()
+
+    def _relieve(self) -> None:
+        """Moves the earliest waiting image on: runs its bucket, or waits for its batch."""
+        if not self.running:
+            self._run(self._earliest())
+            return
+        key = self._earliest() if self.buckets else None
+        first_running = self.running[0][0][0][0]
+        if key is not None and self.buckets[key][0][0] < first_running:
+            self._run(key)
+        else:
+            self._collect()
 
     def finish(self) -> Iterator[Outcome]:
         """Runs what still waits; every remaining outcome, in input order."""
         yield from self._emit()
-        while self.buckets:
-            self._run(self._earliest())
+        while self.buckets or self.running:
+            if self.buckets:
+                self._run(self._earliest())
+            else:
+                self._collect()
             yield from self._emit()
 
 
@@ -182,7 +246,8 @@ def predict_stream(tasks: Iterable[HasImage], detector: Detector,
     Args:
         tasks: anything with an ``image`` path (a local file), returned in the outcome.
         detector: the model (see :class:`auto_annotate.model.Detector`); it runs in the
-            calling thread.
+            calling thread, or, if it has ``submit``, in its own threads with up to two
+            batches at once, while this thread goes on batching.
         workers: decoding threads.
     """
     lookahead = max(8, 2 * detector.max_batch)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from auto_annotate import boxes as box_ops
+from auto_annotate import letterbox
 from auto_annotate.letterbox import PAD_RGB, letterbox_image, plan_letterbox, resize_bilinear
 
 INPUT_HW = (64, 96)  # a landscape model input (height 64, width 96)
@@ -34,8 +35,18 @@ def test_scaled_size_rounds_half_to_even_like_tf_round():
     assert plan_letterbox((3, 4), (10, 6)).scaled_hw == (4, 6)
 
 
+@pytest.fixture(params=["opencv", "numpy"])
+def resizer(request, monkeypatch):
+    """Letterboxing with OpenCV (when installed) and with the NumPy fallback."""
+    if request.param == "numpy":
+        monkeypatch.setattr(letterbox, "_OPENCV", [None])
+    elif letterbox._opencv() is None:
+        pytest.skip("opencv-python-headless is not installed")
+    return request.param
+
+
 @pytest.mark.parametrize("dtype,pad", [("float32", PAD_RGB), ("uint8", (124, 116, 104))])
-def test_the_image_sits_top_left_and_the_rest_is_the_mean_colour(dtype, pad):
+def test_the_image_sits_top_left_and_the_rest_is_the_mean_colour(dtype, pad, resizer):
     image = np.full((128, 96, 3), 200, dtype=np.uint8)  # portrait: pad on the right
     result, _ = letterbox_image(image, INPUT_HW, dtype)
     assert result.dtype == np.dtype(dtype) and result.shape == (64, 96, 3)
@@ -46,7 +57,7 @@ def test_the_image_sits_top_left_and_the_rest_is_the_mean_colour(dtype, pad):
     np.testing.assert_allclose(wide[16:], np.broadcast_to(pad, (48, 96, 3)), rtol=1e-6)
 
 
-def test_uint8_output_rounds_the_resized_values():
+def test_uint8_output_rounds_the_resized_values(resizer):
     image = np.array([[[0, 0, 0], [255, 255, 255]]], dtype=np.uint8)  # 1 x 2
     result, _ = letterbox_image(image, (2, 4), "uint8")  # x2: 0, 63.75, 191.25, 255
     np.testing.assert_array_equal(result[0, :, 0], [0, 64, 191, 255])

@@ -85,3 +85,89 @@ def test_an_image_of_a_rare_size_does_not_hold_back_the_whole_stream(tmp_path):
 def test_no_task_gives_no_outcome_and_no_model_call(workers):
     detector = FakeColorDetector()
     assert list(predict_stream([], detector, workers)) == [] and detector.batches == []
+
+
+class _Handle:
+    def __init__(self, future, owner):
+        self.future, self.owner = future, owner
+
+    def done(self):
+        return self.future.done()
+
+    def result(self):
+        self.owner.in_flight -= 1
+        return self.future.result()
+
+
+class Submitting(FakeColorDetector):
+    """A detector that runs batches in its own thread (``submit``); the first batch waits
+    until a second one was submitted, which only a stream that keeps going can do."""
+
+    def __init__(self, max_batch, fail_submit_on=None, **kwargs):
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import Event
+
+        super().__init__(max_batch, **kwargs)
+        self.pool, self.second = ThreadPoolExecutor(1), Event()
+        self.fail_submit_on, self.submitted, self.in_flight, self.most = fail_submit_on, 0, 0, 0
+        self.overlapped = None
+
+    def submit(self, images):
+        self.submitted += 1
+        if self.submitted == 2:
+            self.second.set()
+        if self.submitted == self.fail_submit_on:
+            raise ValueError("cannot start this batch")
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        return _Handle(self.pool.submit(self._first_waits, images), self)
+
+    def _first_waits(self, images):
+        if self.overlapped is None:
+            self.overlapped = self.second.wait(timeout=10)
+        return self.predict(images)
+
+
+def test_a_submitting_detector_gets_the_next_batch_while_one_runs(tmp_path):
+    sizes = [(40, 30), (50, 30)] * 6 + [(60, 20)]
+    items = _images(tmp_path, sizes)
+    detector = Submitting(max_batch=2)
+    outcomes = list(predict_stream(items, detector))
+    assert detector.overlapped is True  # batch 2 was submitted before batch 1 finished
+    assert [o.task for o in outcomes] == items
+    assert all(isinstance(o, Prediction) for o in outcomes)
+    assert [o.image.hw for o in outcomes] == [(h, w) for w, h in sizes]
+    synchronous = list(predict_stream(items, FakeColorDetector(max_batch=2)))
+    for got, expected in zip(outcomes, synchronous, strict=True):
+        np.testing.assert_array_equal(got.detections.boxes, expected.detections.boxes)
+    assert detector.most == 2 and detector.in_flight == 0  # two at once at most; all taken
+
+
+@pytest.mark.parametrize("failure", ["submit", "result"])
+def test_a_batch_that_fails_to_start_or_to_finish_fails_alone(tmp_path, failure):
+    items = _images(tmp_path, [(40, 30)] * 6)
+    detector = Submitting(max_batch=2, **({"fail_submit_on": 2} if failure == "submit"
+                                          else {"fail_on": 2}))
+    outcomes = list(predict_stream(items, detector))
+    assert [o.task for o in outcomes] == items
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["Prediction"] * 2 + ["FailedImage"] * 2 + ["Prediction"] * 2
+    reason = outcomes[2].reason
+    assert reason == ("model failed: ValueError: cannot start this batch" if failure == "submit"
+                      else "model failed: RuntimeError: fake model failure")
+
+
+def test_a_submitting_detector_keeps_memory_bounded_too(tmp_path):
+    items = _images(tmp_path, [(30, 20)] + [(40, 30)] * 40)
+    pulled = []
+
+    def tasks():
+        for item in items:
+            pulled.append(item)
+            yield item
+
+    stream = predict_stream(tasks(), Submitting(max_batch=4))
+    first = next(stream)
+    assert first.task == items[0] and isinstance(first, Prediction)
+    assert len(pulled) < len(items)
+    assert [o.task for o in stream] == items[1:]

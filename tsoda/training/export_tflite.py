@@ -214,9 +214,10 @@ def _convert_and_check(experiment, checkpoint: str, quantize: str, pipeline, sou
     serving = TfliteServing(module, input_hw,
                             experiment.task.model.detection_generator.max_num_detections)
 
-    def calibration():
+    def calibration():  # exactly as training resized them: int8 ranges react to the last
+        # digits (OpenCV's resize, within 0.005 of these values, cost 0.013 mAP@0.5 on flames)
         images = itertools.islice(training_images(pipeline, source), CALIBRATION_IMAGES)
-        return (letterbox_image(image, input_hw)[0] for image in images)
+        return (letterbox_image(image, input_hw, use_opencv=False)[0] for image in images)
 
     content = convert(serving, quantize, calibration)
     try:
