@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from auto_annotate import boxes as box_ops
+from auto_annotate.opencv import opencv
 
 __all__ = ["PAD_RGB", "Letterbox", "letterbox_image", "plan_letterbox", "resize_bilinear"]
 
@@ -91,21 +92,6 @@ def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
     return lower, upper, (position - floor).astype(np.float32)
 
 
-_OPENCV = []  # [cv2 or None], filled on first use
-
-
-def _opencv():
-    if not _OPENCV:
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)  # one image per decoding thread; the model has the cores
-            _OPENCV.append(cv2)
-        except ImportError:
-            _OPENCV.append(None)
-    return _OPENCV[0]
-
-
 def resize_bilinear(image: np.ndarray, size_hw: tuple[int, int],
                     use_opencv: bool = True) -> np.ndarray:
     """Resizes (h, w, C) pixels to float32 (H, W, C) like ``tf.image.resize(image, size_hw,
@@ -114,7 +100,7 @@ def resize_bilinear(image: np.ndarray, size_hw: tuple[int, int],
     height, width = image.shape[:2]
     if (height, width) == tuple(size_hw):
         return image.astype(np.float32)
-    cv2 = _opencv() if use_opencv else None
+    cv2 = opencv() if use_opencv else None
     if cv2 is not None:
         resized = cv2.resize(image.astype(np.float32), (int(size_hw[1]), int(size_hw[0])),
                              interpolation=cv2.INTER_LINEAR)
@@ -149,7 +135,7 @@ def letterbox_image(image: np.ndarray, input_hw: tuple[int, int],
     if dtype not in ("float32", "uint8"):
         raise ValueError(f"dtype must be float32 or uint8, got {dtype!r}")
     box = plan_letterbox(image.shape[:2], input_hw)
-    (height, width), cv2 = box.scaled_hw, _opencv() if use_opencv else None
+    (height, width), cv2 = box.scaled_hw, opencv() if use_opencv else None
     resized = resize_bilinear(image, box.scaled_hw, use_opencv)
     if cv2 is not None and resized.shape[2:] == (3,):  # padding in one pass
         result = cv2.copyMakeBorder(resized, 0, box.input_hw[0] - height, 0,

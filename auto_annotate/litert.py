@@ -252,6 +252,12 @@ class Prepared:
     letterbox: Letterbox
 
 
+def _claim_copy(local: threading.local, copies: Iterator[int], lock: threading.Lock) -> None:
+    """Gives a new pool thread its own interpreter copy: no two threads ever share one."""
+    with lock:
+        local.copy = next(copies)
+
+
 class TFLiteDetector:
     """A :class:`~auto_annotate.model.Detector` backed by a ``.tflite`` model (LiteRT).
 
@@ -285,17 +291,14 @@ class TFLiteDetector:
             self._run_once()
         self._lock = threading.Lock()  # for [0], which any caller's thread may use
         self._local = threading.local()  # .copy: the interpreter a pool thread owns
-        self._claimed, self._claim_lock = iter(range(1, copies + 1)), threading.Lock()
-        self._pool = ThreadPoolExecutor(copies, "litert", initializer=self._claim) \
+        # the initializer must not hold self: pool threads keep it while they live
+        self._pool = ThreadPoolExecutor(
+            copies, "litert", initializer=_claim_copy,
+            initargs=(self._local, iter(range(1, copies + 1)), threading.Lock())) \
             if copies > 1 else None
         self.max_batch = max(1, batch_size)
         LOG.info("model %s: %s, one image per call, %d interpreter(s) side by side",
                  self.path, self.spec.describe(), copies)
-
-    def _claim(self) -> None:
-        """Gives a new pool thread its own interpreter: no two threads ever share one."""
-        with self._claim_lock:
-            self._local.copy = next(self._claimed)
 
     def _open(self, threads: int) -> tuple:
         """(interpreter, runner): the interpreter must stay referenced beside its runner."""

@@ -90,3 +90,62 @@ def test_truncated_jpeg_is_an_error(tmp_path):
 def test_exif_orientation_is_applied_to_tiff_not_webp_as_qt_does(tmp_path, suffix, applied):
     path = save(tmp_path / f"a.{suffix}", draw((60, 30)), orientation=6)
     assert decode_image(path).hw == ((60, 30) if applied else (30, 60))  # what Qt shows
+
+
+@pytest.fixture
+def imdecode_calls(monkeypatch):
+    """Counts OpenCV's JPEG decodes (skips where OpenCV is not installed)."""
+    from auto_annotate.opencv import opencv
+
+    cv2 = opencv()
+    if cv2 is None:
+        pytest.skip("opencv-python-headless is not installed")
+    calls, imdecode = [], cv2.imdecode
+
+    def counting(*args):
+        calls.append(1)
+        return imdecode(*args)
+
+    monkeypatch.setattr(cv2, "imdecode", counting)
+    return calls
+
+
+def _decoded_by_pillow(path, monkeypatch, **kwargs):
+    from auto_annotate import opencv as module
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_CV2", [None])
+        return decode_image(path, **kwargs)
+
+
+TEXTURE = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("mode,subsampling,progressive", [
+    ("RGB", 2, False), ("RGB", 0, True), ("RGB", 1, False), ("L", 2, True)])
+def test_opencv_decodes_jpegs_to_exactly_pillows_pixels(tmp_path, monkeypatch, imdecode_calls,
+                                                        orientation, mode, subsampling,
+                                                        progressive):
+    path = save(tmp_path / "a.jpg", TEXTURE, orientation=orientation, mode=mode, quality=90,
+                subsampling=subsampling, progressive=progressive)
+    fast = decode_image(path)
+    assert imdecode_calls == [1]
+    exact = _decoded_by_pillow(path, monkeypatch)
+    np.testing.assert_array_equal(fast.upright, exact.upright)
+    assert fast.upright.flags.c_contiguous and fast.upright.dtype == np.uint8
+    assert (fast.stored_hw, fast.orientation, fast.depth) == \
+        (exact.stored_hw, exact.orientation, exact.depth) == \
+        ((37, 53), orientation, 1 if mode == "L" else 3)
+    from_bytes = decode_image("gs://bucket/a.jpg", data=path.read_bytes())  # Beam's way
+    np.testing.assert_array_equal(from_bytes.upright, exact.upright)
+
+
+def test_pillow_decodes_cmyk_and_files_without_their_end_marker(tmp_path, imdecode_calls):
+    decode_image(save(tmp_path / "cmyk.jpg", TEXTURE, mode="CMYK"))  # OpenCV's differs by 1
+    decode_image(save(tmp_path / "a.png", TEXTURE))
+    data = save(tmp_path / "full.jpg", TEXTURE).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 3 // 4])  # OpenCV would decode it
+    with pytest.raises(ImageError, match="cannot decode"):
+        decode_image(tmp_path / "cut.jpg")
+    assert imdecode_calls == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from auto_annotate import boxes as box_ops
-from auto_annotate import letterbox
+from auto_annotate import opencv as opencv_module
 from auto_annotate.letterbox import PAD_RGB, letterbox_image, plan_letterbox, resize_bilinear
 
 INPUT_HW = (64, 96)  # a landscape model input (height 64, width 96)
@@ -39,8 +39,8 @@ def test_scaled_size_rounds_half_to_even_like_tf_round():
 def resizer(request, monkeypatch):
     """Letterboxing with OpenCV (when installed) and with the NumPy fallback."""
     if request.param == "numpy":
-        monkeypatch.setattr(letterbox, "_OPENCV", [None])
-    elif letterbox._opencv() is None:
+        monkeypatch.setattr(opencv_module, "_CV2", [None])
+    elif opencv_module.opencv() is None:
         pytest.skip("opencv-python-headless is not installed")
     return request.param
 

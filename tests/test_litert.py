@@ -103,6 +103,7 @@ def test_a_lone_image_runs_on_all_threads_and_a_failing_copy_fails_its_group_onl
     black = np.zeros((50, 60, 3), np.uint8)
     with pytest.raises(RuntimeError, match="this copy failed"):
         detector.predict([NARROW, black, WIDE])
+    assert len(used) == 6  # the error came after every image of the group had run
     (narrow,) = detector.predict([NARROW])  # every copy finished; the detector still works
     np.testing.assert_allclose(narrow.boxes, EXPECTED["narrow"], atol=1e-3)
 
@@ -132,6 +133,7 @@ def test_no_interpreter_ever_runs_two_images_at_once(tflite):
             overlaps.append(copy in running)
             running.add(copy)
         try:
+            threading.Event().wait(0.002)  # a wider window for a second caller to collide
             return outputs(model_input, copy)
         finally:
             with lock:
@@ -144,6 +146,25 @@ def test_no_interpreter_ever_runs_two_images_at_once(tflite):
         handles = [detector.submit(group) for group in groups]
         [handle.result() for handle in handles]
     assert len(overlaps) == 2 * sum(map(len, groups)) and not any(overlaps)
+
+
+def test_a_detector_nobody_holds_is_freed_with_its_threads(tflite):
+    import gc
+    import threading
+    import weakref
+
+    before = threading.active_count()
+    detector = TFLiteDetector(tflite["float"], batch_size=4, num_threads=2)
+    detector.predict([NARROW, WIDE, TALL, WIDE])  # starts the pool's two threads
+    gone = weakref.ref(detector)
+    del detector
+    gc.collect()
+    assert gone() is None
+    for _ in range(100):  # the pool's threads see their executor gone and end
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.05)
+    assert threading.active_count() <= before
 
 
 def test_submit_returns_at_once_and_gives_what_predict_gives(tflite):
