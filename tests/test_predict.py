@@ -65,7 +65,9 @@ def test_detections_are_clipped_to_the_label_frame_of_a_non_square_image(tmp_pat
     assert outcome.detections.boxes.tolist() == [[0.0, 3.0, 60.0, 40.0]]
 
 
-def test_an_image_of_a_rare_size_does_not_hold_back_the_whole_stream(tmp_path):
+@pytest.mark.parametrize("submitting", [False, True])
+def test_an_image_of_a_rare_size_does_not_hold_back_the_whole_stream(tmp_path, submitting):
+    """Memory stays bounded too, also with batches running in the detector's threads."""
     items = _images(tmp_path, [(30, 20)] + [(40, 30)] * 40)
     pulled = []
 
@@ -74,7 +76,8 @@ def test_an_image_of_a_rare_size_does_not_hold_back_the_whole_stream(tmp_path):
             pulled.append(item)
             yield item
 
-    stream = predict_stream(tasks(), FakeColorDetector(max_batch=4))
+    detector = Submitting(max_batch=4) if submitting else FakeColorDetector(max_batch=4)
+    stream = predict_stream(tasks(), detector)
     first = next(stream)
     assert first.task == items[0] and isinstance(first, Prediction)
     assert len(pulled) < len(items)  # at most max_pending waiting, plus the decode lookahead
@@ -155,19 +158,3 @@ def test_a_batch_that_fails_to_start_or_to_finish_fails_alone(tmp_path, failure)
     reason = outcomes[2].reason
     assert reason == ("model failed: ValueError: cannot start this batch" if failure == "submit"
                       else "model failed: RuntimeError: fake model failure")
-
-
-def test_a_submitting_detector_keeps_memory_bounded_too(tmp_path):
-    items = _images(tmp_path, [(30, 20)] + [(40, 30)] * 40)
-    pulled = []
-
-    def tasks():
-        for item in items:
-            pulled.append(item)
-            yield item
-
-    stream = predict_stream(tasks(), Submitting(max_batch=4))
-    first = next(stream)
-    assert first.task == items[0] and isinstance(first, Prediction)
-    assert len(pulled) < len(items)
-    assert [o.task for o in stream] == items[1:]
