@@ -5,8 +5,7 @@ from setuptools import find_packages, setup
 
 REVIEW = ["labelImg==1.8.6", "PyQt5>=5.15,<5.16"]
 # The LiteRT runtime: auto_annotate runs .tflite models with it, without TensorFlow; OpenCV
-# decodes JPEGs 1.5x faster than Pillow (same pixels) and letterboxes images for fixed-size
-# models 10x faster than NumPy (auto_annotate/opencv.py).
+# letterboxes images for fixed-size models 10x faster than NumPy (auto_annotate/letterbox.py).
 LITERT = ["ai-edge-litert==2.3.0", "opencv-python-headless>=4.10,<6"]
 # tf-keras: Model Garden's Keras 2, imported directly by tsoda/modeling/task.py (its loss classes);
 # LiteRT: the self-check of `tsoda export --format tflite` runs the model as auto_annotate does

@@ -1,8 +1,4 @@
-"""Finding and decoding images: any common mode to upright 8-bit RGB, with EXIF applied.
-
-Pillow decodes; with OpenCV installed, colour and gray JPEGs are decoded by OpenCV instead
-(the same pixels, 1.5x faster: see :func:`_jpeg_by_opencv`).
-"""
+"""Finding and decoding images: any common mode to upright 8-bit RGB, with EXIF applied."""
 
 from __future__ import annotations
 
@@ -17,7 +13,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from auto_annotate.errors import ImageError
-from auto_annotate.opencv import opencv
 
 __all__ = ["IMAGE_EXTENSIONS", "OTHER_IMAGE_EXTENSIONS", "DecodedImage", "ImageScan",
            "decode_image", "list_images", "natural_key", "scan_images"]
@@ -140,35 +135,6 @@ def _transpose(image: Image.Image, orientation: int) -> Image.Image:
     return image.transpose(method)
 
 
-# Pillow's transposes for EXIF orientations 2-8, on (H, W, C) arrays
-_ARRAY_TRANSPOSE = {
-    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
-    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: np.rot90(a, 1),
-}
-_JPEG_END = b"\xff\xd9"  # the EOI marker: the last bytes of every complete JPEG file
-
-
-def _jpeg_by_opencv(image: Image.Image, path: Path | str, data: bytes | None):
-    """The stored RGB pixels of a colour or gray JPEG decoded by OpenCV (1.5x Pillow's
-    speed, the same pixels: both run libjpeg-turbo with its defaults; tested), or None to
-    let Pillow decode it: no OpenCV, another format or mode (CMYK differs by 1), a file
-    that does not end with the EOI marker (OpenCV decodes a truncated file without an
-    error, Pillow refuses it), or anything OpenCV cannot decode."""
-    cv2 = opencv()
-    if cv2 is None or image.format != "JPEG" or image.mode not in ("RGB", "L"):
-        return None
-    raw = data if data is not None else Path(path).read_bytes()
-    if not raw.endswith(_JPEG_END):
-        return None
-    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    flags = (cv2.IMREAD_COLOR if rgb is None else rgb) | cv2.IMREAD_IGNORE_ORIENTATION
-    pixels = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), flags)
-    if pixels is None or pixels.shape != (image.height, image.width, 3):
-        return None
-    return pixels if rgb is not None else pixels[..., ::-1]
-
-
 def decode_image(path: str | Path, data: bytes | None = None) -> DecodedImage:
     """Decodes an image file fully (so truncated files fail here, not later).
 
@@ -182,14 +148,12 @@ def decode_image(path: str | Path, data: bytes | None = None) -> DecodedImage:
     path = path if data is not None and "://" in str(path) else Path(path)
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as image:
-            stored = _jpeg_by_opencv(image, path, data)
-            if stored is None:
-                image.load()
+            image.load()
             orientation = _orientation(image)
             stored_hw = (image.height, image.width)
             depth = 1 if image.mode in _GRAY_MODES or image.mode.startswith("I;16") else 3
-            pixels = (_to_rgb8(_transpose(image, orientation)) if stored is None else
-                      _ARRAY_TRANSPOSE[orientation](stored) if orientation != 1 else stored)
+            upright = _transpose(image, orientation)
+            pixels = _to_rgb8(upright)
     except UnidentifiedImageError:
         raise ImageError(path, "not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:

@@ -1,9 +1,11 @@
 """OpenCV when it is installed (``opencv-python-headless``, part of the ``litert`` extra).
 
-It is only ever a faster way to the same result: JPEG decoding (the same libjpeg-turbo
-arithmetic as Pillow, pixel for pixel; :mod:`auto_annotate.images`) and the bilinear resize
-of letterboxing (within 0.01 of TensorFlow's values; :mod:`auto_annotate.letterbox`).
-Without it, the Pillow and NumPy paths run.
+It is only ever a faster way to the same result: the bilinear resize of letterboxing
+(within 0.01 of TensorFlow's values; :mod:`auto_annotate.letterbox`). Without it, the NumPy
+path runs. Images are decoded by Pillow, not OpenCV: OpenCV's JPEG decoder gives the same
+pixels 1.5x faster, but its libjpeg prints warnings ("Corrupt JPEG data: 16 extraneous
+bytes before marker 0xd9") straight to the console for files Pillow decodes silently, and
+nothing in OpenCV turns them off.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ _CV2: list = []  # [the cv2 module or None], filled on first use
 
 def opencv():
     """The ``cv2`` module, or None when OpenCV is not installed. OpenCV's own thread pool
-    is set to one thread: images are decoded and resized one per decoding thread, and the
-    model has the cores."""
+    is set to one thread: images are resized one per decoding thread, and the model has
+    the cores."""
     if not _CV2:
         try:
             import cv2
