@@ -142,10 +142,8 @@ def letterbox_image(image: np.ndarray, input_hw: tuple[int, int],
                                     box.input_hw[1] - width, cv2.BORDER_CONSTANT,
                                     value=PAD_RGB)
     else:
-        result = np.empty((*box.input_hw, 3), dtype=np.float32)
+        result = np.full((*box.input_hw, 3), PAD_RGB, dtype=np.float32)
         result[:height, :width] = resized
-        result[height:] = np.asarray(PAD_RGB, dtype=np.float32)  # below the image
-        result[:height, width:] = np.asarray(PAD_RGB, dtype=np.float32)  # right of it
     if dtype == "uint8":
         result = np.clip(np.rint(result), 0, 255).astype(np.uint8)
     return result, box

@@ -215,12 +215,9 @@ class _InOrder:
 
     def _relieve(self) -> None:
         """Moves the earliest waiting image on: runs its bucket, or waits for its batch."""
-        if not self.running:
-            self._run(self._earliest())
-            return
         key = self._earliest() if self.buckets else None
-        first_running = self.running[0][0][0][0]
-        if key is not None and self.buckets[key][0][0] < first_running:
+        if key is not None and (not self.running
+                                or self.buckets[key][0][0] < self.running[0][0][0][0]):
             self._run(key)
         else:
             self._collect()
