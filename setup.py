@@ -40,6 +40,7 @@ setup(
         "tensorflow>=2.16,<2.21",
         "numpy>=1.24",
         "Pillow>=10",
+        "simplejpeg>=1.8,<2",  # libjpeg-turbo straight into arrays (auto_annotate.images)
         "lxml>=4.9",
         "tqdm>=4.60",
     ],

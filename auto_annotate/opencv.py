@@ -2,10 +2,11 @@
 
 It is only ever a faster way to the same result: the bilinear resize of letterboxing
 (within 0.01 of TensorFlow's values; :mod:`auto_annotate.letterbox`). Without it, the NumPy
-path runs. Images are decoded by Pillow, not OpenCV: OpenCV's JPEG decoder gives the same
-pixels 1.5x faster, but its libjpeg prints warnings ("Corrupt JPEG data: 16 extraneous
+path runs. OpenCV does not decode images: its JPEG decoder gives the same pixels as
+Pillow 1.5x faster, but its libjpeg prints warnings ("Corrupt JPEG data: 16 extraneous
 bytes before marker 0xd9") straight to the console for files Pillow decodes silently, and
-nothing in OpenCV turns them off.
+nothing in OpenCV turns them off (:mod:`auto_annotate.images` uses libjpeg-turbo through
+simplejpeg, which raises them instead).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+import simplejpeg
+from PIL import Image, ImageOps
 
 from auto_annotate.errors import ImageError
 from auto_annotate.images import decode_image, list_images
@@ -90,3 +91,71 @@ def test_truncated_jpeg_is_an_error(tmp_path):
 def test_exif_orientation_is_applied_to_tiff_not_webp_as_qt_does(tmp_path, suffix, applied):
     path = save(tmp_path / f"a.{suffix}", draw((60, 30)), orientation=6)
     assert decode_image(path).hw == ((60, 30) if applied else (30, 60))  # what Qt shows
+
+
+def _pillow_upright(path) -> np.ndarray:
+    """What PIL alone makes of a file: EXIF-transposed RGB (the reference for the decoder)."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+@pytest.fixture
+def turbo_calls(monkeypatch):
+    """Counts the JPEGs libjpeg-turbo (simplejpeg) decoded, so a test knows which path ran."""
+    calls = []
+    real = simplejpeg.decode_jpeg
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", counted)
+    return calls
+
+
+NOISE = np.random.default_rng(3).integers(0, 255, (45, 70, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("params", [
+    {"quality": 90}, {"subsampling": 1}, {"subsampling": 0, "quality": 97},
+    {"progressive": True}, {"mode": "L"}, {"keep_rgb": True},
+], ids=["420", "422", "444", "progressive", "gray", "rgb-coded"])
+def test_plain_jpegs_decode_to_pillows_pixels_through_libjpeg_turbo(tmp_path, turbo_calls,
+                                                                    params, orientation):
+    path = save(tmp_path / "a.jpg", NOISE, orientation=orientation, **params)
+    image = decode_image(path)
+    assert len(turbo_calls) == 1  # the fast path ran ...
+    np.testing.assert_array_equal(image.upright, _pillow_upright(path))  # ... to PIL's pixels
+    assert image.upright.flags.c_contiguous and image.orientation == orientation
+    assert image.stored_hw == (45, 70) and image.depth == (1 if "mode" in params else 3)
+
+
+def test_cmyk_jpeg_is_left_to_pillow(tmp_path, turbo_calls):
+    path = save(tmp_path / "cmyk.jpg", NOISE, mode="CMYK")
+    np.testing.assert_array_equal(decode_image(path).upright, _pillow_upright(path))
+    assert turbo_calls == []  # libjpeg-turbo would convert CMYK otherwise than Pillow
+
+
+def test_damaged_jpegs_are_decided_by_pillow_and_nothing_is_printed(tmp_path, capfd,
+                                                                    turbo_calls):
+    data = save(tmp_path / "full.jpg", NOISE).read_bytes()
+    assert data.endswith(b"\xff\xd9")
+    stray = tmp_path / "stray.jpg"  # what some cameras write: zero bytes before the end
+    stray.write_bytes(data[:-2] + bytes(16) + data[-2:])
+    np.testing.assert_array_equal(decode_image(stray).upright, _pillow_upright(stray))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cannot decode"):
+        decode_image(cut)
+    assert len(turbo_calls) == 2  # libjpeg-turbo saw both and gave them back to Pillow
+    assert capfd.readouterr() == ("", "")  # libjpeg's warnings reach no console
+
+
+def test_missing_file_and_bytes_given(tmp_path):
+    with pytest.raises(ImageError, match=r"cannot decode image .*No such file") as error:
+        decode_image(tmp_path / "gone.jpg")
+    assert "gone.jpg" in str(error.value)
+    path = save(tmp_path / "a.jpg", NOISE, orientation=6)
+    from_bytes = decode_image("gs://bucket/a.jpg", data=path.read_bytes())
+    assert from_bytes.path == "gs://bucket/a.jpg" and from_bytes.hw == (70, 45)
+    np.testing.assert_array_equal(from_bytes.upright, _pillow_upright(path))
