@@ -199,9 +199,11 @@ class SavedModelDetector:
     def __init__(self, saved_model_path: str | Path, batch_size: int = 1,
                  freeze: bool = True) -> None:
         self.path = Path(saved_model_path)
-        self._loaded, self._function, self.spec = load_signature(self.path)
-        if freeze:
-            self._function = frozen_function(self._function, self.path)
+        loaded, function, self.spec = load_signature(self.path)
+        self._function = frozen_function(function, self.path) if freeze else function
+        # a frozen graph holds the weights as constants: the SavedModel's variables (a
+        # second copy of the weights) are kept only for a graph that runs with them
+        self._loaded = loaded if self._function is function else None
         if self.spec.batch is None:
             self.max_batch = max(1, batch_size)
         else:

@@ -137,6 +137,29 @@ def test_the_frozen_signature_has_the_variables_as_constants(tmp_path):
     np.testing.assert_allclose(frozen_boxes.boxes, [[0, 0, 120, 80]])
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_frozen_detector_lets_the_variables_go(tmp_path, monkeypatch, freeze):
+    """The frozen graph has its own copy of the weights: the loaded SavedModel (and its
+    variables) is freed; a graph run with its variables keeps it."""
+    import gc
+    import weakref
+
+    from auto_annotate import model
+
+    path = _model_with_a_variable(tmp_path / "m")
+    loaded, real = [], model.load_signature
+
+    def remembered(*args):
+        result = real(*args)
+        loaded.append(weakref.ref(result[0]))
+        return result
+    monkeypatch.setattr(model, "load_signature", remembered)
+    detector = SavedModelDetector(path, freeze=freeze)
+    gc.collect()
+    assert (loaded[0]() is None) == freeze
+    assert detector.predict([BIG])[0].scores == pytest.approx([0.8])
+
+
 def test_a_graph_that_cannot_be_frozen_runs_as_it_is(tmp_path, monkeypatch, caplog):
     from tensorflow.python.framework import convert_to_constants
 
