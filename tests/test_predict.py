@@ -158,3 +158,32 @@ def test_a_batch_that_fails_to_start_or_to_finish_fails_alone(tmp_path, failure)
     reason = outcomes[2].reason
     assert reason == ("model failed: ValueError: cannot start this batch" if failure == "submit"
                       else "model failed: RuntimeError: fake model failure")
+
+
+class _Preparing(FakeColorDetector):
+    """A detector with ``prepare``: the stream runs it in the decoding threads."""
+
+    def __init__(self, refuse_width: int) -> None:
+        super().__init__()
+        self.refuse_width, self.threads = refuse_width, set()
+
+    def prepare(self, image):
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        if image.shape[1] == self.refuse_width:
+            raise ValueError("this width is not for me")
+        return image
+
+
+def test_prepare_runs_in_the_decoding_threads_and_an_image_it_refuses_fails_alone(tmp_path):
+    import threading
+
+    items = _images(tmp_path, [(40, 30), (50, 30), (40, 30)])
+    detector = _Preparing(refuse_width=50)
+    first, refused, third = predict_stream(items, detector, workers=2)
+    assert isinstance(first, Prediction) and isinstance(third, Prediction)
+    assert isinstance(refused, FailedImage) and not refused.by_model
+    assert refused.reason == ("cannot prepare it for the model "
+                              "(ValueError: this width is not for me)")
+    assert detector.threads and threading.current_thread().name not in detector.threads
