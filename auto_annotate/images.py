@@ -21,7 +21,8 @@ __all__ = ["IMAGE_EXTENSIONS", "OTHER_IMAGE_EXTENSIONS", "DecodedImage", "ImageS
 # What LabelImg can show too (Qt's image readers). Qt applies the EXIF orientation of JPEG
 # and TIFF files, not of PNG or WebP.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-_ORIENTED_FORMATS = frozenset({"JPEG", "TIFF"})
+# (Pillow names a JPEG with several pictures, as many cameras and phones write, "MPO")
+_ORIENTED_FORMATS = frozenset({"JPEG", "MPO", "TIFF"})
 # Image formats that are not labelled, named in the summary when a folder holds them.
 OTHER_IMAGE_EXTENSIONS = frozenset({".gif", ".heic", ".heif", ".avif", ".jp2", ".jfif",
                                     ".ppm", ".pgm", ".pbm", ".tga", ".ico", ".psd", ".svg",
@@ -136,21 +137,24 @@ _UPRIGHT = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1],
             8: lambda a: np.rot90(a, 1)}
 
 
-def _libjpeg_turbo(image: Image.Image, data: bytes) -> np.ndarray | None:
+def _libjpeg_turbo(image: Image.Image, path: str | Path, data: bytes | None
+                   ) -> np.ndarray | None:
     """The RGB pixels of a plain JPEG (Pillow mode RGB or L) from libjpeg-turbo through
     simplejpeg, or None to let Pillow decode the file.
 
-    The same library as Pillow's, so the same pixels (all 867 flames images), in half the
-    time: simplejpeg decodes straight into the RGB array, where Pillow decodes into its
-    own 4-byte pixels and packs them into an array after. It is quiet: a libjpeg warning
-    (a damaged segment, a file cut short) is raised, not printed, and the file then goes
-    to Pillow, which decides as it always has (it decodes a file with a few stray bytes
+    The same library as Pillow's wheels, so the same pixels (all 867 flames images; a
+    Pillow built on IJG's libjpeg would differ in the last digits), in half the time:
+    simplejpeg decodes straight into the RGB array, where Pillow decodes into its own
+    4-byte pixels and packs them into an array after. It is quiet: a libjpeg warning (a
+    damaged segment, a file cut short) is raised, not printed, and the file then goes to
+    Pillow, which decides as it always has (it decodes a file with a few stray bytes
     silently, refuses a truncated one). CMYK JPEGs, which libjpeg-turbo would convert
-    otherwise than Pillow, stay with Pillow.
+    otherwise than Pillow, and multi-picture JPEGs ("MPO") stay with Pillow.
     """
     if image.format != "JPEG" or image.mode not in ("RGB", "L"):
-        return None
+        return None  # (Pillow has read the header only: any other file is read by Pillow)
     try:
+        data = Path(path).read_bytes() if data is None else data
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
     except ValueError:
         return None
@@ -169,9 +173,8 @@ def decode_image(path: str | Path, data: bytes | None = None) -> DecodedImage:
     """
     path = path if data is not None and "://" in str(path) else Path(path)
     try:
-        data = Path(path).read_bytes() if data is None else data
-        with Image.open(io.BytesIO(data)) as image:
-            pixels = _libjpeg_turbo(image, data)
+        with Image.open(io.BytesIO(data) if data is not None else path) as image:
+            pixels = _libjpeg_turbo(image, path, data)
             if pixels is None:
                 image.load()  # Pillow turns a TIFF upright here (and drops its EXIF tag)
                 pixels = _to_rgb8(image)

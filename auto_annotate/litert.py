@@ -269,8 +269,7 @@ class TFLiteDetector:
     and returns, so the next group's images follow without a pause. A lone image passed
     to :meth:`predict` (the last of a run, Beam's first batches) and every image when there
     are no groups run on one interpreter with all ``num_threads``. Every image is
-    letterboxed to the model's input (in the thread of the copy that runs it), so images
-    of any size share a group. ``predict`` and
+    letterboxed to the model's input, so images of any size share a group. ``predict`` and
     ``submit`` may be called from several threads (Beam shares a detector between a
     worker's threads): no interpreter ever runs two images at once.
 
@@ -332,54 +331,50 @@ class TFLiteDetector:
             outputs = {role: value[None] for role, value in outputs.items()}
         return outputs
 
-    def letterbox(self, image: np.ndarray) -> Prepared:
-        """The model input of a uint8 RGB image: letterboxed. :meth:`submit` does it in the
-        interpreter's own thread, so the frame is still in that core's cache when the model
-        reads it (1-2% more images/s than letterboxing in the decoding threads: there is no
-        ``prepare`` for the stream to call)."""
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """The model input of a uint8 RGB image: letterboxed (run in the decoding threads)."""
         return Prepared(*letterbox_image(image, self.spec.size_hw, self.spec.dtype))
 
     def predict(self, images: Sequence[np.ndarray | Prepared]) -> list[Detections]:
-        """Detects on uint8 RGB images of any size, or on what :meth:`letterbox` made of
+        """Detects on uint8 RGB images of any size, or on what :meth:`prepare` made of
         them; boxes in each image's pixel frame."""
-        if self._pool is None or len(images) < 2:
-            ready = [self._prepared(image) for image in images]
+        ready = [self._prepared(image) for image in images]
+        if self._pool is None or len(ready) < 2:
             with self._lock:
-                return self._detections([(self._outputs(one.model_input), one)
-                                         for one in ready])
-        return self.submit(images).result()
+                outputs = [self._outputs(one.model_input) for one in ready]
+            return self._detections(outputs, ready)
+        return self.submit(ready).result()
 
     def submit(self, images: Sequence[np.ndarray | Prepared]) -> _Submitted:
         """Starts :meth:`predict` on the images and returns at once (see
         :class:`auto_annotate.model.Detector`): each image goes to the next free copy, so
         the images of successive calls run back to back, without waiting for each other."""
+        ready = [self._prepared(image) for image in images]
         if self._pool is None:
-            return _Submitted([self._pool_of_one(images)], lambda outputs: outputs[0])
-        futures = [self._pool.submit(self._on_own_copy, image) for image in images]
-        return _Submitted(futures, self._detections)
+            return _Submitted([self._pool_of_one(ready)], lambda outputs: outputs[0])
+        futures = [self._pool.submit(self._on_own_copy, one.model_input) for one in ready]
+        return _Submitted(futures, lambda outputs: self._detections(outputs, ready))
 
-    def _pool_of_one(self, images: Sequence[np.ndarray | Prepared]) -> Future:
+    def _pool_of_one(self, ready: list[Prepared]) -> Future:
         """Without copies: the images run now, in this thread; a finished future."""
         future: Future = Future()
         try:
-            future.set_result(self.predict(images))
+            future.set_result(self.predict(ready))
         except Exception as error:  # kept for result(), as a pool's future keeps it
             future.set_exception(error)
         return future
 
     def _prepared(self, image: np.ndarray | Prepared) -> Prepared:
-        return image if isinstance(image, Prepared) else self.letterbox(image)
+        return image if isinstance(image, Prepared) else self.prepare(image)
 
-    def _on_own_copy(self, image: np.ndarray | Prepared
-                     ) -> tuple[dict[str, np.ndarray], Prepared]:
-        """In a pool thread: letterboxes the image and runs this thread's copy on it."""
-        ready = self._prepared(image)
-        return self._outputs(ready.model_input, self._local.copy), ready
+    def _on_own_copy(self, model_input: np.ndarray) -> dict[str, np.ndarray]:
+        return self._outputs(model_input, self._local.copy)
 
     @staticmethod
-    def _detections(results: list[tuple[dict[str, np.ndarray], Prepared]]) -> list[Detections]:
+    def _detections(outputs: list[dict[str, np.ndarray]],
+                    ready: list[Prepared]) -> list[Detections]:
         return [outputs_to_detections(out, 0, one.letterbox.image_hw, one.letterbox)
-                for out, one in results]
+                for out, one in zip(outputs, ready, strict=True)]
 
 
 class _Submitted:

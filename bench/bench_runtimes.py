@@ -120,7 +120,7 @@ def _alone_tflite(path: Path, images: list[np.ndarray], batch_size: int):
     """LiteRT as auto_annotate runs it (groups of ``batch_size`` side by side on one
     interpreter per core), on frames letterboxed beforehand."""
     detector = TFLiteDetector(path, batch_size)
-    frames = [detector.letterbox(image) for image in images]
+    frames = [detector.prepare(image) for image in images]
     groups = [frames[i:i + batch_size] for i in range(0, len(frames), batch_size)]
 
     def run() -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import simplejpeg
@@ -123,6 +125,8 @@ NOISE = np.random.default_rng(3).integers(0, 255, (45, 70, 3), dtype=np.uint8)
 def test_plain_jpegs_decode_to_pillows_pixels_through_libjpeg_turbo(tmp_path, turbo_calls,
                                                                     params, orientation):
     path = save(tmp_path / "a.jpg", NOISE, orientation=orientation, **params)
+    if "keep_rgb" in params:  # the file really is coded in RGB (an Adobe marker, no YCbCr)
+        assert Image.open(path).info.get("adobe_transform") == 0
     image = decode_image(path)
     assert len(turbo_calls) == 1  # the fast path ran ...
     np.testing.assert_array_equal(image.upright, _pillow_upright(path))  # ... to PIL's pixels
@@ -159,3 +163,30 @@ def test_missing_file_and_bytes_given(tmp_path):
     from_bytes = decode_image("gs://bucket/a.jpg", data=path.read_bytes())
     assert from_bytes.path == "gs://bucket/a.jpg" and from_bytes.hw == (70, 45)
     np.testing.assert_array_equal(from_bytes.upright, _pillow_upright(path))
+
+
+def test_a_multi_picture_jpeg_is_turned_upright_like_any_jpeg(tmp_path):
+    """Cameras and phones write several pictures in one JPEG (Pillow: "MPO"); Qt shows the
+    first one turned by its EXIF orientation, so the label frame is that."""
+    path = tmp_path / "mpo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(NOISE).save(path, "MPO", save_all=True, exif=exif.tobytes(),
+                                append_images=[Image.fromarray(NOISE[::-1])])
+    assert Image.open(path).format == "MPO"
+    image = decode_image(path)
+    assert image.orientation == 6 and image.hw == (70, 45)
+    np.testing.assert_array_equal(image.upright, _pillow_upright(path))
+
+
+def test_only_a_plain_jpeg_is_read_whole_before_decoding(tmp_path, monkeypatch):
+    """Pillow reads other files itself (a huge TIFF is refused from its header, not read
+    into memory first)."""
+    paths = [save(tmp_path / "a.png", NOISE), save(tmp_path / "a.tif", NOISE),
+             save(tmp_path / "cmyk.jpg", NOISE, mode="CMYK")]
+
+    def refuse(self):
+        raise AssertionError(f"{self.name} read whole")
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    for path in paths:
+        assert decode_image(path).hw == (45, 70)

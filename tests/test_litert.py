@@ -190,35 +190,49 @@ def test_submit_returns_at_once_and_gives_what_predict_gives(tflite):
     assert first.done() and second.done()
 
 
-def test_letterboxing_runs_in_the_interpreter_threads_with_the_same_boxes(tflite, tmp_path):
-    """predict_stream hands the decoded images over; each is letterboxed in the pool thread
-    of the copy that runs it (not in the stream's or the decoders' threads), with the
-    detections of letterboxing in predict."""
+def test_letterboxing_runs_in_the_decoding_threads_with_the_same_boxes(tflite, tmp_path):
+    """predict_stream letterboxes in its decoding workers (Detector.prepare), off the
+    model's thread; the detections equal letterboxing in predict."""
     import threading
 
     from auto_annotate import predict_stream
     from auto_annotate.predict import Prediction
 
     detector = TFLiteDetector(tflite["float"], batch_size=2)
-    assert not hasattr(detector, "prepare")  # the stream does not letterbox for it
-    threads, letterbox = set(), detector.letterbox
+    threads, prepare = set(), detector.prepare
 
-    def recording_letterbox(image):
+    def recording_prepare(image):
         threads.add(threading.current_thread().name)
-        return letterbox(image)
+        return prepare(image)
 
-    detector.letterbox = recording_letterbox
+    detector.prepare = recording_prepare
     tasks = []
     for name, image in (("narrow", NARROW), ("wide", WIDE), ("tall", TALL)):
         save(tmp_path / f"{name}.png", image)
         tasks.append(type("Task", (), {"image": tmp_path / f"{name}.png"})())
     outcomes = list(predict_stream(tasks, detector, workers=2))
     assert all(isinstance(o, Prediction) for o in outcomes)
-    assert threads and all(name.startswith("litert") for name in threads)
+    assert threads and threading.current_thread().name not in threads
     direct = TFLiteDetector(tflite["float"]).predict([NARROW, WIDE, TALL])
     for outcome, expected in zip(outcomes, direct, strict=True):
         np.testing.assert_allclose(outcome.detections.boxes, expected.boxes, atol=1e-4)
         np.testing.assert_array_equal(outcome.detections.scores, expected.scores)
+
+
+def test_an_image_the_detector_cannot_prepare_fails_alone(tflite, tmp_path):
+    from auto_annotate import predict_stream
+    from auto_annotate.predict import FailedImage, Prediction
+
+    detector = TFLiteDetector(tflite["float"])
+    prepare = detector.prepare
+    detector.prepare = lambda image: prepare(image) if image.shape[1] != 192 else 1 / 0
+    tasks = []
+    for name, image in (("narrow", NARROW), ("wide", WIDE)):
+        save(tmp_path / f"{name}.png", image)
+        tasks.append(type("Task", (), {"image": tmp_path / f"{name}.png"})())
+    narrow, wide = predict_stream(tasks, detector)
+    assert isinstance(narrow, Prediction)
+    assert isinstance(wide, FailedImage) and "cannot prepare it for the model" in wide.reason
 
 
 def test_a_classic_postprocess_op_model_is_refused_with_the_reason(tflite):
