@@ -1,12 +1,12 @@
 """Images to detections, image by image: decode ahead, batch, run the model.
 
-Decoding runs in worker threads ahead of the model (PIL releases the GIL while it decodes),
-so decoding overlaps inference; a detector that can run batches in its own threads
-(``submit``) gets the next batch while the stream finishes the last. Images are grouped into
-batches the model can take (equal batch keys), and each image's outcome comes back in input
-order: its detections in the label frame, or a one-line reason it has none (an image that
-cannot be decoded, a model call that fails, non-finite model output). One image's failure
-never ends the stream.
+Decoding runs in worker threads ahead of the model (libjpeg-turbo and PIL release the GIL
+while they decode), so decoding overlaps inference; a detector that can run batches in its
+own threads (``submit``) gets the next batch while the stream finishes the last. Images are
+grouped into batches the model can take (equal batch keys), and each image's outcome comes
+back in input order: its detections in the label frame, or a one-line reason it has none
+(an image that cannot be decoded, a model call that fails, non-finite model output). One
+image's failure never ends the stream.
 """
 
 from __future__ import annotations
